@@ -1,0 +1,36 @@
+"""fphint: a page-level simulator of QEMU/KVM pre-copy live migration with and without
+virtio-balloon free page hinting (VIRTIO_BALLOON_F_FREE_PAGE_HINT).
+
+>>> import fphint_kernels as fk
+>>> ds = fk.simulate(fk.Scenario(memory="256M", workload="idle", hint=True, seed=1))
+>>> str(ds["status"].values), int(ds["lost-pages"])
+('completed', 0)
+"""
+
+from .config import (
+    FAULTS,
+    HINT_RELEASE,
+    HostProfile,
+    Scenario,
+    Workload,
+    available_profiles,
+    available_workloads,
+)
+from .errors import FphintError, ScenarioError
+from .simulate import simulate, simulate_many, summary
+
+__all__ = [
+    "FAULTS",
+    "HINT_RELEASE",
+    "FphintError",
+    "HostProfile",
+    "Scenario",
+    "ScenarioError",
+    "Workload",
+    "available_profiles",
+    "available_workloads",
+    "simulate",
+    "simulate_many",
+    "summary",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,396 @@
+"""Validated, frozen scenario dataclasses, host profiles and workload definitions.
+
+A :class:`Scenario` is everything one simulated migration depends on.  It is immutable and
+hashable; two equal scenarios give identical :func:`fphint_kernels.simulate` results.
+Host profiles (``data/profiles/*.json``) and workloads (``data/workloads/*.json``) are data files
+with their provenance; nothing in this module holds a published result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+
+from .errors import ScenarioError
+from .units import parse_duration_ms, parse_fraction, parse_size
+
+PAGE_SIZE = 4096
+HINT_ORDER = 10  # Linux 4.20 VIRTIO_BALLOON_FREE_PAGE_ORDER = MAX_ORDER - 1 (4 MiB blocks)
+
+#: Protocol-breaking switches, used to show that the nothing-lost check is not vacuous.
+FAULTS = {
+    "hint-outside-start": "the host applies hints whatever its status (QEMU checks S_START)",
+    "stale-hint-after-sync": "hints still in flight at a bitmap sync are applied after it",
+    "late-dirty-log": "dirty logging starts after hinting (QEMU starts it before the first sync)",
+    "sync-no-rearm": "a sync clears dirty bits without re-arming write tracking (QEMU TCG bug "
+    "fixed in 9.0)",
+}
+HINT_RELEASE = {
+    "done": "Linux 4.20 without DEFLATE_ON_OOM: hinted blocks are held until the host says DONE",
+    "shrinker": "Linux 5.7+: the shrinker gives hinted blocks back under memory pressure",
+    "after-pass": "v36 patch: blocks are freed as soon as a reporting pass ends",
+}
+PAGE_POISON = ("off", "zero", "pattern")
+
+
+def data_dir() -> Path:
+    """Folder holding ``profiles/``, ``workloads/``, ``published/`` (``FPHINT_DATA`` overrides)."""
+    env = os.environ.get("FPHINT_DATA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here.parent / "data", here / "data"):
+        if (cand / "profiles").is_dir():
+            return cand
+    return here.parent / "data"
+
+
+def _names(sub: str) -> list[str]:
+    d = data_dir() / sub
+    return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
+
+
+def available_profiles() -> list[str]:
+    """Names of the host profiles in ``data/profiles/``."""
+    return _names("profiles")
+
+
+def available_workloads() -> list[str]:
+    """Names of the workloads in ``data/workloads/``."""
+    return _names("workloads")
+
+
+def _load_json(sub: str, name: str, kind: str) -> dict:
+    path = data_dir() / sub / f"{name}.json"
+    if not path.is_file():
+        known = ", ".join(_names(sub)) or "none"
+        raise ScenarioError(f"unknown {kind} {name!r} (known: {known})")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+# --------------------------------------------------------------------------------------------
+# Host profile
+# --------------------------------------------------------------------------------------------
+
+#: Host-profile parameters: name -> (unit, description).  Costs are times on the profile's host.
+PROFILE_PARAMS = {
+    "zero_page_ns": ("ns", "migration-thread CPU time to test one zero page and send its 9-byte record"),
+    "normal_page_ns": ("ns", "migration-thread CPU time to read and queue one normal page (4104 bytes)"),
+    "link_bytes_per_s": ("B/s", "wire rate of the migration stream"),
+    "scan_word_ns": ("ns", "find_next_bit cost per 64-bit bitmap word"),
+    "sync_ns_per_page": ("ns", "bitmap sync (KVM_GET_DIRTY_LOG + merge) per guest page"),
+    "setup_fixed_ms": ("ms", "fixed part of setup-time"),
+    "setup_ns_per_page": ("ns", "setup cost per guest page (bitmap allocation, dirty-log start)"),
+    "switchover_fixed_ms": ("ms", "fixed part of the downtime (device state, return path)"),
+    "hint_block_us": ("us", "guest time to allocate and report one 4 MiB block"),
+    "hint_start_ms": ("ms", "latency from a new command id to the guest's START"),
+    "hint_host_latency_ms": ("ms", "delay before the host iothread applies a queued hint"),
+    "zero_fill_ns_per_page": ("ns", "guest time to zero one page (init_on_alloc)"),
+    "write_fault_ns": ("ns", "guest time lost per write-protection fault while dirty logging"),
+    "cpu_speed": ("1", "relative speed of the testbed: CPU costs are divided by it, guest rates "
+                  "multiplied by it"),
+}
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    """Per-page and fixed costs of one host; see ``PROFILE_PARAMS`` for the fields."""
+
+    name: str
+    params: MappingProxyType
+    provenance: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def load(cls, name: str) -> HostProfile:
+        raw = _load_json("profiles", name, "profile")
+        return cls.from_dict(raw, name=name)
+
+    @classmethod
+    def from_dict(cls, raw: dict, name: str | None = None) -> HostProfile:
+        params = dict(raw.get("params", raw))
+        missing = [k for k in PROFILE_PARAMS if k not in params]
+        if missing:
+            raise ScenarioError(f"profile {name or raw.get('name')!r} lacks {', '.join(missing)}")
+        out = {}
+        for k in PROFILE_PARAMS:
+            v = float(params[k])
+            if not v >= 0 or v != v:
+                raise ScenarioError(f"profile parameter {k} must be >= 0, got {params[k]!r}")
+            out[k] = v
+        if out["cpu_speed"] <= 0 or out["link_bytes_per_s"] <= 0:
+            raise ScenarioError("profile: cpu_speed and link_bytes_per_s must be > 0")
+        return cls(
+            name=name or raw.get("name", "custom"),
+            params=MappingProxyType(out),
+            provenance=MappingProxyType(dict(raw.get("provenance", {}))),
+        )
+
+    def with_params(self, **kw) -> HostProfile:
+        """A copy with some parameters replaced (used by calibration)."""
+        p = dict(self.params)
+        for k, v in kw.items():
+            if k not in PROFILE_PARAMS:
+                raise ScenarioError(f"unknown profile parameter {k!r}")
+            p[k] = float(v)
+        return HostProfile.from_dict({"params": p}, name=self.name)
+
+
+# --------------------------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------------------------
+
+#: Workload parameters: name -> (kind, default, description).  kind: size|rate|count|ms|frac|float
+WORKLOAD_PARAMS = {
+    "reserved_low": ("size", "16M", "memory reserved below the buddy allocator (kernel image, BIOS)"),
+    "memmap_bytes_per_page": ("float", 64.0, "struct page size: memmap reserved at the top of RAM"),
+    "base_used": ("size", "128M", "memory in use by the kernel and daemons at migration start"),
+    "touched_free": ("size", "0", "free memory that still holds old data at migration start"),
+    "fill": ("frac", 0.0, "fraction of RAM filled with data and freed before migration (fill-free)"),
+    "pagecache_initial": ("size", "64M", "page cache at migration start"),
+    "pagecache_rate": ("size", "0", "new page cache written per second (bytes/s)"),
+    "pagecache_order": ("count", 2, "buddy order of one page-cache allocation"),
+    "background_dirty_pages_per_s": ("float", 100.0, "pages/s written by kernel and daemons"),
+    "background_hot": ("size", "8M", "the region of base memory those writes land in"),
+    "jobs": ("count", 0, "concurrent short-lived processes (make -jN compiler jobs)"),
+    "proc_rss_mean": ("size", "64M", "mean peak anonymous memory of one process (lognormal)"),
+    "proc_rss_sigma": ("float", 0.6, "sigma of log(process RSS)"),
+    "proc_lifetime_ms": ("ms", 1000.0, "mean process lifetime (exponential)"),
+    "proc_alloc_frac": ("frac", 0.3, "share of its life over which a process faults its memory in"),
+    "proc_rewrite_per_s": ("float", 1.0, "share of its RSS a process rewrites per second"),
+    "anon_order": ("count", 0, "buddy order of one anonymous allocation"),
+    "dirty_bytes": ("size", "0", "dirty-loop: buffer rewritten every dirty_interval"),
+    "dirty_interval_ms": ("ms", 100.0, "dirty-loop: period of one full rewrite"),
+    "intensity": ("float", 1.0, "multiplies every rate of the workload (jobs, dirtying, page cache)"),
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A guest workload: documented parameters from ``data/workloads/NAME.json``."""
+
+    name: str
+    params: MappingProxyType
+    sources: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    description: str = ""
+
+    @classmethod
+    def load(cls, name: str, overrides: dict | None = None) -> Workload:
+        raw = _load_json("workloads", name, "workload")
+        params = {k: v[1] for k, v in WORKLOAD_PARAMS.items()}
+        params.update(raw.get("params", {}))
+        params.update(overrides or {})
+        unknown = sorted(set(params) - set(WORKLOAD_PARAMS))
+        if unknown:
+            raise ScenarioError(f"workload {name!r}: unknown parameter(s) {', '.join(unknown)}")
+        return cls(
+            name=name,
+            params=MappingProxyType({k: _parse_wparam(k, v) for k, v in params.items()}),
+            sources=MappingProxyType(dict(raw.get("sources", {}))),
+            description=raw.get("description", ""),
+        )
+
+    def min_memory(self) -> int:
+        """Bytes this workload needs to run (validation: the guest must be larger)."""
+        p = self.params
+        procs = p["jobs"] * p["proc_rss_mean"] * 3.0
+        return int(
+            p["reserved_low"] + p["base_used"] + p["pagecache_initial"] + procs + p["dirty_bytes"]
+            + 64 * (1 << 20)
+        )
+
+
+def _parse_wparam(key: str, value):
+    kind = WORKLOAD_PARAMS[key][0]
+    what = f"workload parameter {key}"
+    if kind == "size":
+        return float(parse_size(value, what=what))
+    if kind == "ms":
+        return float(parse_duration_ms(value, what=what))
+    if kind == "frac":
+        return parse_fraction(value, what=what)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ScenarioError(f"{what}: expected a number, got {value!r}") from None
+    if not v >= 0 or v != v or v == float("inf"):
+        raise ScenarioError(f"{what}: must be a finite number >= 0, got {value!r}")
+    if kind == "count":
+        if v != int(v):
+            raise ScenarioError(f"{what}: must be a whole number, got {value!r}")
+        if key.endswith("order") and v > HINT_ORDER:
+            raise ScenarioError(f"{what}: a buddy order is at most {HINT_ORDER}")
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# Scenario
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scenario:
+    """One migration to simulate.
+
+    Sizes, bandwidths and durations may be given as strings (``"8G"``, ``"100G"``, ``"400ms"``)
+    and are normalised on construction: ``memory`` in bytes, ``max_bandwidth`` in bytes/s,
+    ``downtime_limit`` and ``max_time`` in milliseconds.
+
+    Parameters
+    ----------
+    memory : int or str
+        Guest RAM. A bare number is MiB (like ``qemu-system -m``).
+    workload : str
+        Name of a workload in ``data/workloads/`` (``idle``, ``kernel-build``, ``fill-free``,
+        ``dirty-loop``).
+    workload_options : dict
+        Overrides of workload parameters (e.g. ``{"fill": 0.6}``), see ``WORKLOAD_PARAMS``.
+    downtime_limit : float or str
+        QEMU ``downtime-limit`` (default 300 ms, QEMU's default).
+    max_bandwidth : float or str
+        QEMU ``max-bandwidth`` in bytes/s (``migrate_set_speed``); ``100G`` is 100 GiB/s.
+    hint : bool
+        Free page hinting on (``VIRTIO_BALLOON_F_FREE_PAGE_HINT``) or off (legacy).
+    init_on_alloc : bool
+        Guest kernel zeroes every allocation (``init_on_alloc=1``).
+    page_poison : {"off", "zero", "pattern"}
+        Guest page poisoning: freed pages are filled with zeros or with 0xaa.
+    hint_release : {"done", "shrinker", "after-pass"}
+        When the guest gives hinted blocks back, see ``HINT_RELEASE``.
+    auto_converge : bool
+        QEMU auto-converge (throttle 20 % then +10 % steps).
+    vcpus : int
+        Guest vCPUs (the hint worker runs on one of them).
+    profile : str
+        Host profile name in ``data/profiles/``.
+    seed : int
+        Seed of every random draw of the run.
+    faults : frozenset of str
+        Protocol-breaking switches from ``FAULTS``.
+    max_time : float or str
+        Simulated time after which a migration that has not converged is reported
+        ``not-converged``.
+    """
+
+    memory: int = "8G"
+    workload: str = "idle"
+    workload_options: MappingProxyType = field(default_factory=dict)
+    downtime_limit: float = "300ms"
+    max_bandwidth: float = "32M"
+    hint: bool = False
+    init_on_alloc: bool = False
+    page_poison: str = "off"
+    hint_release: str = "done"
+    auto_converge: bool = False
+    vcpus: int = 4
+    profile: str = "v36"
+    seed: int = 0
+    faults: frozenset = frozenset()
+    max_time: float = "10min"
+
+    def __post_init__(self):
+        s = object.__setattr__
+        s(self, "memory", parse_size(self.memory, what="memory", default_unit="M"))
+        if self.memory < (16 << 20):
+            raise ScenarioError(f"memory: must be at least 16M, got {self.memory} bytes")
+        if self.memory % (2 << 20):
+            raise ScenarioError("memory: must be a multiple of 2 MiB")
+        if self.memory > (4 << 40):
+            raise ScenarioError("memory: at most 4 TiB")
+        dl = parse_duration_ms(self.downtime_limit, what="downtime-limit")
+        if dl <= 0:
+            raise ScenarioError("downtime-limit: must be > 0")
+        s(self, "downtime_limit", dl)
+        bw = float(parse_size(self.max_bandwidth, what="max-bandwidth"))
+        if bw <= 0:
+            raise ScenarioError("max-bandwidth: must be > 0")
+        s(self, "max_bandwidth", bw)
+        mt = parse_duration_ms(self.max_time, what="max-time")
+        if mt <= 0:
+            raise ScenarioError("max-time: must be > 0")
+        s(self, "max_time", mt)
+        for name in ("hint", "init_on_alloc", "auto_converge"):
+            v = getattr(self, name)
+            if not isinstance(v, bool):
+                raise ScenarioError(f"{name}: expected true/false, got {v!r}")
+        if self.page_poison not in PAGE_POISON:
+            raise ScenarioError(f"page-poison: one of {', '.join(PAGE_POISON)}")
+        if self.hint_release not in HINT_RELEASE:
+            raise ScenarioError(f"hint-release: one of {', '.join(HINT_RELEASE)}")
+        if isinstance(self.vcpus, bool) or not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= 1024:
+            raise ScenarioError(f"vcpus: a whole number from 1 to 1024, got {self.vcpus!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ScenarioError(f"seed: a whole number >= 0, got {self.seed!r}")
+        faults = frozenset(self.faults)
+        bad = sorted(faults - set(FAULTS))
+        if bad:
+            raise ScenarioError(f"unknown fault(s) {', '.join(bad)} (known: {', '.join(FAULTS)})")
+        s(self, "faults", faults)
+        opts = dict(self.workload_options or {})
+        s(self, "workload_options", MappingProxyType(opts))
+        wl = Workload.load(self.workload, opts)  # validates name and options
+        if wl.min_memory() > self.memory:
+            raise ScenarioError(
+                f"memory: the {self.workload} workload needs at least "
+                f"{wl.min_memory() / (1 << 20):.0f} MiB, the guest has {self.memory >> 20} MiB"
+            )
+        HostProfile.load(self.profile)  # validates name
+
+    def __hash__(self):
+        return hash(self.key())
+
+    def __eq__(self, other):
+        return isinstance(other, Scenario) and self.key() == other.key()
+
+    def key(self) -> tuple:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["workload_options"] = tuple(sorted(d["workload_options"].items()))
+        d["faults"] = tuple(sorted(d["faults"]))
+        return tuple(d.items())
+
+    def replace(self, **changes) -> Scenario:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    @property
+    def nr_pages(self) -> int:
+        return self.memory // PAGE_SIZE
+
+    def load_workload(self) -> Workload:
+        return Workload.load(self.workload, dict(self.workload_options))
+
+    def load_profile(self) -> HostProfile:
+        return HostProfile.load(self.profile)
+
+    def to_attrs(self) -> dict:
+        """Flat, netCDF-safe description of the scenario (for ``Dataset.attrs``)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "workload_options":
+                v = json.dumps(dict(v), sort_keys=True)
+            elif f.name == "faults":
+                v = ",".join(sorted(v))
+            elif isinstance(v, bool):
+                v = int(v)
+            out[f"scenario_{f.name}"] = v
+        return out
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> Scenario:
+        """Inverse of :meth:`to_attrs`."""
+        kw = {}
+        for f in fields(cls):
+            v = attrs[f"scenario_{f.name}"]
+            if f.name == "workload_options":
+                v = json.loads(v)
+            elif f.name == "faults":
+                v = frozenset(x for x in str(v).split(",") if x)
+            elif f.name in ("hint", "init_on_alloc", "auto_converge"):
+                v = bool(int(v))
+            elif f.name in ("vcpus", "seed", "memory"):
+                v = int(v)
+            kw[f.name] = v
+        return cls(**kw)

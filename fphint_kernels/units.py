@@ -1,0 +1,105 @@
+"""Parsing of sizes, bandwidths and durations the way QEMU users write them.
+
+Sizes use binary suffixes like QEMU's ``qemu_strtosz`` (``K``/``M``/``G``/``T``, optional ``B``
+or ``iB``): ``8G`` is 8 GiB and ``migrate_set_speed 100G`` is 100 GiB/s.  A bare number is bytes,
+except for guest memory where, as with ``qemu-system -m``, it means MiB.  Durations take ``us``,
+``ms``, ``s`` or ``min``; a bare number is milliseconds, the unit of QMP's ``downtime-limit``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import ScenarioError
+
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGTPE]?)(i?B)?\s*$", re.I)
+_SIZE_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50, "E": 60}
+_TIME_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(us|ms|s|sec|min|m)?\s*$", re.I)
+_TIME_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "sec": 1e3, "min": 60e3, "m": 60e3}
+
+
+def parse_size(value, *, what: str = "size", default_unit: str = "") -> int:
+    """Parse ``"8G"``, ``"512M"``, ``"4096"`` or a number into bytes.
+
+    Parameters
+    ----------
+    value : str or int or float
+        The size.  Numbers are taken in ``default_unit``.
+    what : str
+        Name used in the error message.
+    default_unit : str
+        Unit of a bare number: ``""`` (bytes), ``"M"`` (MiB, as ``-m``), ...
+
+    Returns
+    -------
+    int
+        Bytes.
+
+    Examples
+    --------
+    >>> parse_size("8G")
+    8589934592
+    >>> parse_size(512, default_unit="M")
+    536870912
+    """
+    if isinstance(value, bool):
+        raise ScenarioError(f"{what}: expected a size such as 8G, got {value!r}")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), default_unit
+    else:
+        m = _SIZE_RE.match(str(value))
+        if not m:
+            raise ScenarioError(f"{what}: cannot parse {value!r} (expected e.g. 8G, 512M, 100G)")
+        number = float(m.group(1))
+        unit = m.group(2).upper() if m.group(2) else ("" if m.group(3) else default_unit)
+    if not math.isfinite(number) or number < 0:
+        raise ScenarioError(f"{what}: must be a finite non-negative size, got {value!r}")
+    return int(round(number * (1 << _SIZE_SHIFT[unit.upper()])))
+
+
+def parse_duration_ms(value, *, what: str = "duration") -> float:
+    """Parse ``"400ms"``, ``"2s"``, ``"1min"`` or a number of milliseconds.
+
+    Examples
+    --------
+    >>> parse_duration_ms("2s")
+    2000.0
+    >>> parse_duration_ms("400ms")
+    400.0
+    """
+    if isinstance(value, bool):
+        raise ScenarioError(f"{what}: expected a duration such as 400ms or 2s, got {value!r}")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), "ms"
+    else:
+        m = _TIME_RE.match(str(value))
+        if not m:
+            raise ScenarioError(f"{what}: cannot parse {value!r} (expected e.g. 400ms, 2s)")
+        number, unit = float(m.group(1)), (m.group(2) or "ms").lower()
+    if not math.isfinite(number) or number < 0:
+        raise ScenarioError(f"{what}: must be a finite non-negative duration, got {value!r}")
+    return number * _TIME_MS[unit]
+
+
+def parse_fraction(value, *, what: str = "fraction") -> float:
+    """Parse ``"60%"``, ``"0.6"`` or ``0.6`` into a fraction in [0, 1]."""
+    try:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            f = float(value.strip()[:-1]) / 100.0
+        else:
+            f = float(value)
+    except (TypeError, ValueError):
+        raise ScenarioError(f"{what}: cannot parse {value!r} (expected e.g. 60% or 0.6)") from None
+    if not (0.0 <= f <= 1.0):
+        raise ScenarioError(f"{what}: must be between 0 and 100%, got {value!r}")
+    return f
+
+
+def format_size(nbytes: float) -> str:
+    """Format bytes with a binary suffix, e.g. ``8 GiB``."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if abs(nbytes) >= (1 << shift):
+            v = nbytes / (1 << shift)
+            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.1f} {unit}"
+    return f"{nbytes:.0f} B"
