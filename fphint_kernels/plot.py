@@ -1,10 +1,53 @@
-"""Figures of simulated and measured migrations (every axis labelled, with units)."""
+"""Figures of simulated and measured migrations (every axis labelled, with units).
+
+Each function takes the :class:`xarray.Dataset` of one run (or a legacy and a hinting run) and
+draws on a Matplotlib ``Axes`` it is given, or on a new figure.  Nothing here simulates: the
+notebooks and :mod:`fphint_kernels.widgets` call :func:`fphint_kernels.simulate` and pass the
+results in.  Functions that draw several panels take a ``fig`` instead of an ``ax`` so that the
+explorer can render into a ``matplotlib.figure.Figure`` off the main thread (no pyplot state).
+
+Pictures
+--------
+:func:`page_map`          guest memory per round as an image (address across, rounds down)
+:func:`memory_picture`    one round's memory folded into a square, one pixel per address bin
+:func:`page_map_rounds`   :func:`memory_picture` for several rounds side by side
+:func:`timeline`          pending pages and bytes sent over time, legacy and hinting together
+:func:`race`              the hint worker and the sender as two cursors over the address space
+:func:`rounds`            per round: pages pending after the sync against the threshold
+:func:`explorer_figure`   the four panels the explorer shows
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 STYLE = Path(__file__).with_name("fphint.mplstyle")
+PAGE_SIZE = 4096
+#: bytes one normal page puts on the wire (4096 + 8-byte header), as in the engine
+NORMAL_PAGE_WIRE = 4104
+
+#: colour of each ``page-map`` state (Okabe-Ito palette, readable by colour-blind viewers)
+STATE_COLORS = {
+    "used": "#8c8c8c",  # in use by the guest, not (yet) sent this round
+    "free": "#f2f2f2",  # free in the buddy allocator, not sent
+    "held": "#CC79A7",  # in a free block the balloon driver holds (hinted)
+    "sent": "#0072B2",  # sent in this round
+    "skipped": "#009E73",  # its pending bit was cleared by a hint: not sent
+    "dirty": "#D55E00",  # written since the last sync: pending for the next round
+}
+#: what each state means, for legends and lessons
+STATE_LABELS = {
+    "used": "used",
+    "free": "free",
+    "held": "held by balloon",
+    "sent": "sent",
+    "skipped": "skipped (hinted)",
+    "dirty": "dirty (pending)",
+}
+LEGACY_COLOR = "#D55E00"
+HINT_COLOR = "#0072B2"
 
 
 def use_style() -> None:
@@ -12,3 +55,491 @@ def use_style() -> None:
     import matplotlib.pyplot as plt
 
     plt.style.use(str(STYLE))
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _axes(ax=None, **subplot_kw):
+    """The given Axes, or one on a new pyplot figure."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(**subplot_kw)
+    return ax
+
+
+def _figure(fig=None, **fig_kw):
+    """The given Figure, or a new pyplot figure."""
+    if fig is not None:
+        return fig
+    import matplotlib.pyplot as plt
+
+    return plt.figure(**fig_kw)
+
+
+def size_unit(nbytes: float) -> tuple[float, str]:
+    """A binary unit that suits ``nbytes``: (divisor, name).
+
+    Examples
+    --------
+    >>> size_unit(8 << 30)
+    (1073741824, 'GiB')
+    >>> size_unit(300 << 20)
+    (1048576, 'MiB')
+    """
+    for shift, name in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if nbytes >= 2 << shift:
+            return 1 << shift, name
+    return 1, "B"
+
+
+def time_unit(t_ms: float) -> tuple[float, str]:
+    """Milliseconds up to 10 s, seconds above: (divisor from ms, name).
+
+    Examples
+    --------
+    >>> time_unit(409.0)
+    (1.0, 'ms')
+    >>> time_unit(41651.0)
+    (1000.0, 's')
+    """
+    return (1000.0, "s") if t_ms > 10_000 else (1.0, "ms")
+
+
+def format_bytes(nbytes: float) -> str:
+    """``"1.50 GiB"``-style text.
+
+    Examples
+    --------
+    >>> format_bytes(3 << 29)
+    '1.50 GiB'
+    """
+    div, unit = size_unit(nbytes)
+    return f"{nbytes / div:.2f} {unit}" if div > 1 else f"{nbytes:.0f} B"
+
+
+def format_ms(t_ms: float) -> str:
+    """``"409 ms"`` or ``"41.65 s"``.
+
+    Examples
+    --------
+    >>> format_ms(409.2), format_ms(41651)
+    ('409 ms', '41.65 s')
+    """
+    div, unit = time_unit(t_ms)
+    return f"{t_ms:.0f} ms" if div == 1 else f"{t_ms / div:.2f} s"
+
+
+def _memory_bytes(ds) -> float:
+    if "nr-pages" in ds:
+        return float(ds["nr-pages"]) * PAGE_SIZE
+    return float(ds.attrs["scenario_memory"])
+
+
+def _label(ds, default: str) -> str:
+    hint = ds.attrs.get("scenario_hint")
+    if hint is None:
+        return default
+    return "hinting" if int(hint) else "legacy"
+
+
+def _check(ds, *names):
+    missing = [n for n in names if n not in ds]
+    if missing:
+        raise KeyError(
+            f"the Dataset lacks {', '.join(missing)}"
+            + (" (simulate with page_map_bins > 0)" if "page-map" in missing else "")
+        )
+
+
+def _state_rgb(counts: np.ndarray, states) -> np.ndarray:
+    """Blend the state colours of each bin by page counts: (..., state) -> (..., 3) RGB.
+
+    Bins without pages (padding) come out white.
+    """
+    from matplotlib.colors import to_rgb
+
+    colors = np.array([to_rgb(STATE_COLORS[str(s)]) for s in states])
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum(axis=-1, keepdims=True)
+    frac = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    rgb = frac @ colors
+    rgb[(total == 0)[..., 0]] = 1.0
+    return np.clip(rgb, 0.0, 1.0)
+
+
+def _state_legend(ax, states, **kw):
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor=STATE_COLORS[str(s)], edgecolor="0.5", label=STATE_LABELS[str(s)])
+        for s in states
+    ]
+    return ax.legend(handles=handles, **kw)
+
+
+def _states(ds):
+    if "page_state" in ds.coords:
+        return [str(s) for s in ds["page_state"].values]
+    from .variables import PAGE_STATES
+
+    return list(PAGE_STATES)
+
+
+# ---- pictures of memory -------------------------------------------------------------------
+
+
+def page_map(ds, ax=None, legend: bool = True):
+    """Guest memory at the end of each round: address across, rounds down.
+
+    Each pixel is one address bin of the ``page-map`` variable; its colour mixes the colours of
+    the page states (:data:`STATE_COLORS`) in proportion to the pages of the bin in each state,
+    so a bin half sent and half skipped comes out half blue, half green.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run simulated with ``page_map_bins > 0``.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure when omitted.
+    legend : bool
+        Add a legend of the states below the image.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    _check(ds, "page-map")
+    ax = _axes(ax)
+    pm = ds["page-map"].transpose("round", "pfn_bin", "page_state").values
+    rgb = _state_rgb(pm, _states(ds))
+    mem = _memory_bytes(ds)
+    div, unit = size_unit(mem)
+    rounds_ = ds["round"].values if "round" in ds.coords else np.arange(1, pm.shape[0] + 1)
+    r0, r1 = (int(rounds_[0]), int(rounds_[-1])) if len(rounds_) else (1, 1)
+    ax.imshow(
+        rgb,
+        aspect="auto",
+        interpolation="nearest",
+        extent=(0, mem / div, r1 + 0.5, r0 - 0.5),
+    )
+    ax.set_xlabel(f"guest physical address ({unit})")
+    ax.set_ylabel("round (state at its end)")
+    ax.set_yticks(np.arange(r0, r1 + 1, max(1, (r1 - r0 + 1) // 8)))
+    ax.grid(False)
+    ax.set_title(f"guest memory per round, {_label(ds, 'run')}")
+    if legend:
+        _state_legend(
+            ax, _states(ds), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small"
+        )
+    return ax
+
+
+def memory_picture(ds, round: int = 1, ax=None, columns: int | None = None, legend: bool = False):
+    """One round's guest memory folded into a near-square picture.
+
+    Address bins are laid out row by row like the lines of a page of text: the first row holds
+    the lowest addresses.  Colours as in :func:`page_map`.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run simulated with ``page_map_bins > 0``.
+    round : int
+        Round number (the ``round`` coordinate, starting at 1).
+    ax : matplotlib.axes.Axes, optional
+    columns : int, optional
+        Bins per row (default: about the square root of the number of bins).
+    legend : bool
+        Add a legend of the states.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    _check(ds, "page-map")
+    ax = _axes(ax)
+    pm = ds["page-map"].sel(round=round).transpose("pfn_bin", "page_state").values
+    nbins = pm.shape[0]
+    cols = int(columns or max(1, int(np.ceil(np.sqrt(nbins)))))
+    rows = -(-nbins // cols)
+    padded = np.zeros((rows * cols, pm.shape[1]))
+    padded[:nbins] = pm
+    rgb = _state_rgb(padded.reshape(rows, cols, -1), _states(ds))
+    mem = _memory_bytes(ds)
+    bin_bytes = mem / nbins
+    row_bytes = bin_bytes * cols
+    ydiv, yunit = size_unit(mem)
+    xdiv, xunit = size_unit(row_bytes)
+    ax.imshow(
+        rgb,
+        aspect="auto",
+        interpolation="nearest",
+        extent=(0, row_bytes / xdiv, rows * row_bytes / ydiv, 0),
+    )
+    ax.set_xlabel(f"offset in row ({xunit})")
+    ax.set_ylabel(f"row start address ({yunit})")
+    ax.grid(False)
+    ax.set_title(f"round {round}, {_label(ds, 'run')}")
+    if legend:
+        _state_legend(ax, _states(ds), loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return ax
+
+
+def page_map_rounds(ds, rounds=None, fig=None, max_rounds: int = 4):
+    """:func:`memory_picture` of several rounds side by side, with one legend.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run simulated with ``page_map_bins > 0``.
+    rounds : sequence of int, optional
+        Round numbers; default the first ``max_rounds - 1`` and the last.
+    fig : matplotlib.figure.Figure, optional
+    max_rounds : int
+        Most pictures drawn when ``rounds`` is omitted.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _check(ds, "page-map")
+    all_rounds = [int(r) for r in ds["round"].values]
+    if rounds is None:
+        rounds = all_rounds
+        if len(rounds) > max_rounds:
+            rounds = rounds[: max_rounds - 1] + rounds[-1:]
+    rounds = list(rounds)
+    if not rounds:
+        raise ValueError("the run has no rounds to draw")
+    fig = _figure(fig, figsize=(2.6 * len(rounds) + 1.8, 3.2), layout="constrained")
+    axes = fig.subplots(1, len(rounds), squeeze=False)[0]
+    for ax, r in zip(axes, rounds, strict=True):
+        memory_picture(ds, r, ax=ax)
+        if ax is not axes[0]:
+            ax.set_ylabel("")
+    _state_legend(axes[-1], _states(ds), loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
+
+
+# ---- time lines ---------------------------------------------------------------------------
+
+
+def _runs(legacy, hinted):
+    out = []
+    if legacy is not None:
+        out.append(("legacy", legacy, LEGACY_COLOR))
+    if hinted is not None:
+        out.append(("hinting", hinted, HINT_COLOR))
+    if not out:
+        raise ValueError("give at least one run")
+    return out
+
+
+def timeline(legacy=None, hinted=None, fig=None, axes=None):
+    """Pending pages (top) and bytes sent (bottom) over time, both modes on one figure.
+
+    Dotted vertical lines mark each run's bitmap syncs (``round-end``); a dot marks its
+    completion (``total-time``): the VM is stopped from there for ``downtime``.
+
+    Parameters
+    ----------
+    legacy, hinted : xarray.Dataset, optional
+        The run without and with free page hinting (at least one).
+    fig : matplotlib.figure.Figure, optional
+        Draw on two new axes of this figure.
+    axes : pair of matplotlib.axes.Axes, optional
+        Draw on these instead.
+
+    Returns
+    -------
+    tuple of matplotlib.axes.Axes
+        (pending axes, transferred axes)
+    """
+    runs = _runs(legacy, hinted)
+    for _, ds, _c in runs:
+        _check(ds, "pending", "transferred")
+    if axes is None:
+        fig = _figure(fig, figsize=(8, 5), layout="constrained")
+        axes = fig.subplots(2, 1, sharex=True)
+    ax_p, ax_b = axes
+    t_end = max(float(ds["total-time"]) for _, ds, _c in runs)
+    tdiv, tunit = time_unit(t_end)
+    bmax = max(float(ds["ram-transferred"]) for _, ds, _c in runs)
+    bdiv, bunit = size_unit(bmax)
+    for name, ds, color in runs:
+        t = ds["time"].values / tdiv
+        total = float(ds["total-time"])
+        label = f"{name}: {format_ms(total)}"
+        ax_p.plot(t, ds["pending"].values, color=color, label=label, lw=1.5)
+        ax_b.plot(t, ds["transferred"].values / bdiv, color=color, label=label, lw=1.5)
+        ax_b.plot([total / tdiv], [float(ds["ram-transferred"]) / bdiv], "o", color=color, ms=5)
+        if "round-end" in ds:
+            for te in ds["round-end"].values:
+                for ax in (ax_p, ax_b):
+                    ax.axvline(te / tdiv, color=color, lw=0.6, ls=":", alpha=0.6)
+    ax_p.set_ylabel("pending (pages)")
+    ax_p.set_ylim(bottom=0)
+    ax_p.legend(loc="upper right")
+    ax_p.set_title("pages still to send and bytes sent (dotted: bitmap syncs)")
+    ax_b.set_ylabel(f"sent ({bunit})")
+    ax_b.set_xlabel(f"time since migrate ({tunit})")
+    ax_b.set_ylim(bottom=0)
+    ax_b.set_xlim(left=0)
+    return ax_p, ax_b
+
+
+def race(ds, ax=None, legend: bool = True):
+    """The hint worker and the sender as two cursors over the guest's address space.
+
+    The sender walks the bitmap upwards once per round (``sender-pfn``); the guest's hint worker
+    reports free 4 MiB blocks (``hint-pfn``: lowest pfn hinted so far in the pass).  Where the
+    hint cursor is above the sender (shaded green) the hinted blocks are still ahead of the scan
+    and their pages are skipped; below it (shaded red) the sender has already sent them and the
+    hint saves nothing.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run (with hinting for a race; a legacy run shows the sender alone).
+    ax : matplotlib.axes.Axes, optional
+    legend : bool
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    _check(ds, "sender-pfn", "hint-pfn")
+    ax = _axes(ax)
+    mem = _memory_bytes(ds)
+    div, unit = size_unit(mem)
+    t_end = float(ds["total-time"]) if "total-time" in ds else float(ds["time"].max())
+    tdiv, tunit = time_unit(t_end)
+    t = ds["time"].values / tdiv
+    per = PAGE_SIZE / div
+    sender = ds["sender-pfn"].values.astype(float) * per
+    hint = ds["hint-pfn"].values.astype(float)
+    hint = np.where(hint < 0, np.nan, hint * per)
+    if "round-start" in ds:
+        for i, (a, b) in enumerate(
+            zip(ds["round-start"].values, ds["round-end"].values, strict=True)
+        ):
+            if i % 2:
+                ax.axvspan(a / tdiv, b / tdiv, color="0.93", lw=0)
+    ax.plot(t, sender, color=LEGACY_COLOR, lw=1.5, label="sender (migration thread)")
+    if np.isfinite(hint).any():
+        ax.plot(t, hint, color=HINT_COLOR, lw=1.5, label="hint worker (guest)")
+        ahead = np.isfinite(hint) & (hint > sender)
+        behind = np.isfinite(hint) & (hint <= sender)
+        lo = np.fmin(sender, np.nan_to_num(hint, nan=0.0))
+        hi = np.fmax(sender, np.nan_to_num(hint, nan=0.0))
+        ax.fill_between(
+            t,
+            lo,
+            hi,
+            where=ahead,
+            color="#009E73",
+            alpha=0.25,
+            lw=0,
+            label="hint ahead: pages skipped",
+        )
+        ax.fill_between(
+            t,
+            lo,
+            hi,
+            where=behind,
+            color="#D55E00",
+            alpha=0.15,
+            lw=0,
+            label="hint behind: already sent",
+        )
+    ax.set_ylim(0, mem / div)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(f"time since migrate ({tunit})")
+    ax.set_ylabel(f"guest physical address ({unit})")
+    ax.set_title(f"the race, {_label(ds, 'run')} (grey: every second round)")
+    if legend:
+        ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+def rounds(ds, ax=None, legend: bool = True):
+    """Per round: bytes sent and bytes pending after the sync, against the threshold.
+
+    Pre-copy stops iterating when what is pending after a sync fits in the threshold
+    (bandwidth estimate x ``downtime-limit``): the last round whose pending bar is below the
+    threshold line is followed by the stop-and-copy.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run.
+    ax : matplotlib.axes.Axes, optional
+    legend : bool
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    _check(ds, "round-bytes", "round-pending-after-sync", "round-threshold")
+    ax = _axes(ax)
+    r = ds["round"].values
+    sent = ds["round-bytes"].values.astype(float)
+    pend = ds["round-pending-after-sync"].values.astype(float) * NORMAL_PAGE_WIRE
+    thr = ds["round-threshold"].values.astype(float)
+    w = 0.38
+    ax.bar(r - w / 2, np.maximum(sent, 1), w, color="#0072B2", label="sent in the round")
+    ax.bar(r + w / 2, np.maximum(pend, 1), w, color="#D55E00", label="pending after its sync")
+    ax.plot(r, np.maximum(thr, 1), "k_", ms=18, mew=2, label="threshold (bw x downtime-limit)")
+    ax.set_yscale("log")
+    ax.set_xticks(r)
+    ax.set_xlabel("round")
+    ax.set_ylabel("bytes (4104 per pending page)")
+    ax.set_title(f"rounds and threshold, {_label(ds, 'run')}")
+    if legend:
+        ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+def explorer_figure(legacy, hinted, shown=None, fig=None):
+    """The explorer's picture: timeline of both modes, the race and the page map of one run.
+
+    Parameters
+    ----------
+    legacy, hinted : xarray.Dataset
+        The two runs of one scenario.
+    shown : xarray.Dataset, optional
+        The run whose race and page map are drawn (default ``hinted``).
+    fig : matplotlib.figure.Figure, optional
+        Drawn on (cleared first); a new pyplot figure when omitted.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = _figure(fig, figsize=(11, 7.5))
+    fig.clear()
+    # fixed margins for the fixed figure size: a layout engine would double the drawing time,
+    # which the explorer pays on every update
+    fig.set_layout_engine("none")
+    shown = hinted if shown is None else shown
+    gs = fig.add_gridspec(
+        3, 2, left=0.08, right=0.86, bottom=0.07, top=0.95, hspace=0.6, wspace=0.25
+    )
+    ax_p = fig.add_subplot(gs[0, :])
+    ax_b = fig.add_subplot(gs[1, 0])
+    ax_r = fig.add_subplot(gs[1, 1])
+    ax_m = fig.add_subplot(gs[2, :])
+    timeline(legacy, hinted, axes=(ax_p, ax_b))
+    ax_p.set_title("pending pages (top) and bytes sent (left); dotted: bitmap syncs")
+    ax_p.set_xlabel(ax_b.get_xlabel())
+    ax_b.set_title("")
+    race(shown, ax=ax_r, legend=False)
+    ax_r.set_title(f"the race, {_label(shown, 'run')}")
+    if "page-map" in shown:
+        page_map(shown, ax=ax_m)
+    else:
+        ax_m.set_axis_off()
+    return fig

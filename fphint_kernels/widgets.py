@@ -1,0 +1,601 @@
+"""The explorer: an ipywidgets panel over a whole migration scenario.
+
+>>> panel = Explorer(memory="1G", auto_update=False)     # doctest: +SKIP
+>>> panel.memory.value = 2 << 30                          # doctest: +SKIP
+>>> panel.update()["total-time"]                          # doctest: +SKIP
+
+Every control is an attribute of :class:`Explorer` (``panel.memory``, ``panel.hint``...), and
+:meth:`Explorer.update` runs the scenario synchronously and returns :attr:`Explorer.result`, so
+tests drive the panel from Python exactly as a user drives it from the browser.  The panel always
+simulates both modes (legacy and hinting) of the chosen scenario; the *hinting* control chooses
+which run the numbers in :attr:`Explorer.result`, the race and the page map describe, and the
+reduction is always hinting against legacy.
+
+Responsiveness: results are cached per scenario (toggling a control back costs only a redraw);
+figures are drawn on a private ``matplotlib.figure.Figure`` and sent as one PNG to an
+``ipywidgets.Image`` (no pyplot state, so drawing can run off the main thread); guests of at
+least ``background_from`` bytes are simulated in a worker thread while a progress bar and an
+elapsed-time label keep moving, and changes made meanwhile are coalesced into one more run.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import threading
+import time
+from collections import OrderedDict
+
+import ipywidgets as w
+
+from . import plot
+from .config import HINT_RELEASE, PAGE_POISON, Scenario, available_profiles, available_workloads
+from .errors import FphintError
+from .simulate import simulate, summary
+from .units import parse_duration_ms, parse_size
+
+GIB = 1 << 30
+#: guest sizes offered, 1 GiB to 1 TiB in powers of two (a log-scale slider)
+MEMORY_OPTIONS = tuple(
+    (f"{g} GiB" if g < 1024 else "1 TiB", g * GIB) for g in (1 << k for k in range(11))
+)
+#: QEMU downtime-limit values offered (ms); 300 ms is QEMU's default
+DOWNTIME_OPTIONS = (30, 50, 100, 200, 300, 400, 500, 1000, 2000, 5000)
+#: QEMU max-bandwidth values offered (bytes/s); 32 MiB/s is QEMU's default
+BANDWIDTH_OPTIONS = (
+    ("32 MiB/s", 32 << 20),
+    ("128 MiB/s", 128 << 20),
+    ("512 MiB/s", 512 << 20),
+    ("1 GiB/s", 1 << 30),
+    ("4 GiB/s", 4 << 30),
+    ("10 GiB/s", 10 << 30),
+    ("100 GiB/s", 100 << 30),
+)
+_RELEASE_LABELS = {
+    "done": "Linux 4.20: held until DONE",
+    "shrinker": "Linux 5.7+: shrinker may take back",
+    "after-pass": "v36 patch: freed after each pass",
+}
+#: rows of the numbers table: (summary key, label, kind)
+NUMBER_ROWS = (
+    ("total-time", "total time", "ms"),
+    ("downtime", "downtime", "ms"),
+    ("setup-time", "setup time", "ms"),
+    ("ram-transferred", "bytes sent", "bytes"),
+    ("ram-normal", "normal pages", "pages"),
+    ("ram-duplicate", "zero pages", "pages"),
+    ("skipped-pages", "pages skipped by hints", "pages"),
+    ("rounds", "rounds", "count"),
+    ("dirty-sync-count", "bitmap syncs", "count"),
+    ("guest-overhead-time", "guest time lost", "ms"),
+    ("lost-pages", "lost pages (must be 0)", "pages"),
+    ("status", "status", "text"),
+)
+
+
+def _closest(options, value):
+    """The option value nearest to ``value`` (options: values or (label, value) pairs)."""
+    vals = [o[1] if isinstance(o, tuple) else o for o in options]
+    return min(vals, key=lambda v: abs(v - value))
+
+
+def trace_interval_for(memory: int) -> float:
+    """Trace sampling interval (ms) that keeps a few hundred samples per run.
+
+    Migration time grows about linearly with guest size, so the interval does too: 5 ms up to
+    10 GiB, 0.5 ms per GiB above (512 ms for 1 TiB).
+
+    Examples
+    --------
+    >>> trace_interval_for(8 << 30), trace_interval_for(1 << 40)
+    (5.0, 512.0)
+    """
+    return max(5.0, 0.5 * memory / GIB)
+
+
+def _fmt(value, kind: str) -> str:
+    if kind == "text":
+        return html.escape(str(value))
+    if value is None:
+        return "-"
+    if kind == "ms":
+        return plot.format_ms(float(value))
+    if kind == "bytes":
+        return plot.format_bytes(float(value))
+    return f"{int(value):,}"
+
+
+def _reduction(legacy: float, hinted: float) -> float | None:
+    """Relative saving of hinting, ``1 - hinted / legacy`` (None when legacy is 0)."""
+    return None if not legacy else 1.0 - hinted / legacy
+
+
+class Explorer:
+    """An explorer panel over one migration scenario, run with and without hinting.
+
+    Parameters
+    ----------
+    memory : int or str
+        Initial guest size (snapped to a power of two from 1 GiB to 1 TiB).
+    workload : str
+        Initial workload (``fk.available_workloads()``).
+    intensity : float
+        Initial ``workload_options["intensity"]`` (0.25 to 4).
+    downtime_limit : float or str
+        Initial QEMU downtime-limit (snapped to :data:`DOWNTIME_OPTIONS`).
+    max_bandwidth : float or str
+        Initial QEMU max-bandwidth in bytes/s (snapped to :data:`BANDWIDTH_OPTIONS`).
+    hint : bool
+        Which run the numbers, race and page map show (both are always simulated).
+    init_on_alloc, page_poison, hint_release, auto_converge, profile, seed
+        Initial values of the other :class:`fphint_kernels.Scenario` fields.
+    page_map_bins : int
+        Address bins of the page map.
+    background_from : int
+        Guests of at least this many bytes are simulated in a worker thread when a control
+        changes (default 32 GiB); smaller ones run in the callback.  :meth:`update` is always
+        synchronous.
+    auto_update : bool
+        Run the initial scenario now and re-run on every control change.
+    dpi : int
+        Resolution of the figure image.
+    cache_size : int
+        Most scenarios whose results are kept.
+
+    Attributes
+    ----------
+    controls : dict
+        Scenario field name -> widget.
+    result : dict or None
+        Numbers of the last update: ``legacy`` and ``hinting`` (:func:`fphint_kernels.summary`
+        dicts), ``reduction`` (relative saving of total-time), ``shown`` (``"hinting"`` or
+        ``"legacy"``) and, for the shown run, ``total-time``, ``downtime``,
+        ``ram-transferred``, ``rounds``, ``status``.
+    legacy, hinted : xarray.Dataset or None
+        The two runs of the last update.
+    error : str or None
+        Message of the last failed update (an invalid scenario, e.g. a workload larger than the
+        guest); the previous results stay on display.
+    timings : dict
+        Seconds spent by the last update: ``simulate``, ``render``, ``total``.
+    panel : ipywidgets.Widget
+        The whole panel (displaying the Explorer displays it).
+    """
+
+    def __init__(
+        self,
+        memory="8G",
+        workload="idle",
+        intensity=1.0,
+        downtime_limit="2s",
+        max_bandwidth="100G",
+        hint=True,
+        init_on_alloc=False,
+        page_poison="off",
+        hint_release="done",
+        auto_converge=False,
+        profile="v36",
+        seed=0,
+        page_map_bins=256,
+        background_from=32 * GIB,
+        auto_update=True,
+        dpi=72,
+        cache_size=16,
+    ):
+        self.page_map_bins = int(page_map_bins)
+        self.background_from = int(background_from)
+        self.dpi = int(dpi)
+        self.cache_size = int(cache_size)
+        self.result = None
+        self.legacy = None
+        self.hinted = None
+        self.error = None
+        self.timings = {}
+        self.png = b""
+        self.updates = 0
+        self._cache = OrderedDict()
+        self._lock = threading.Lock()
+        self._worker = None
+        self._again = False
+        self._auto = False
+        self._progress_text = ""
+        self._progress_t0 = time.perf_counter()
+
+        style = {"description_width": "9em"}
+        wide = w.Layout(width="100%")
+        self.memory = w.SelectionSlider(
+            options=MEMORY_OPTIONS,
+            value=_closest(MEMORY_OPTIONS, parse_size(memory, what="memory", default_unit="M")),
+            description="guest RAM",
+            continuous_update=False,
+            style=style,
+            layout=wide,
+        )
+        self.workload = w.Dropdown(
+            options=available_workloads(),
+            value=workload,
+            description="workload",
+            style=style,
+            layout=wide,
+        )
+        self.intensity = w.FloatLogSlider(
+            value=float(intensity),
+            base=2,
+            min=-2,
+            max=2,
+            step=0.25,
+            description="intensity",
+            continuous_update=False,
+            style=style,
+            layout=wide,
+            readout_format=".2f",
+        )
+        dl_ms = parse_duration_ms(downtime_limit, what="downtime-limit")
+        self.downtime_limit = w.SelectionSlider(
+            options=[(plot.format_ms(v), float(v)) for v in DOWNTIME_OPTIONS],
+            value=float(_closest(DOWNTIME_OPTIONS, dl_ms)),
+            description="downtime limit",
+            continuous_update=False,
+            style=style,
+            layout=wide,
+        )
+        bw = parse_size(max_bandwidth, what="max-bandwidth")
+        self.max_bandwidth = w.SelectionSlider(
+            options=BANDWIDTH_OPTIONS,
+            value=_closest(BANDWIDTH_OPTIONS, bw),
+            description="max bandwidth",
+            continuous_update=False,
+            style=style,
+            layout=wide,
+        )
+        self.hint = w.ToggleButtons(
+            options=[("hinting", True), ("legacy", False)],
+            value=bool(hint),
+            description="show run",
+            style={"description_width": "9em", "button_width": "7em"},
+            tooltips=["free page hinting on", "no hinting (legacy pre-copy)"],
+        )
+        self.init_on_alloc = w.Checkbox(
+            value=bool(init_on_alloc),
+            description="init_on_alloc=1 (zero every allocation)",
+            indent=False,
+            layout=wide,
+        )
+        self.page_poison = w.Dropdown(
+            options=list(PAGE_POISON),
+            value=page_poison,
+            description="page poison",
+            style=style,
+            layout=wide,
+        )
+        self.hint_release = w.Dropdown(
+            options=[(_RELEASE_LABELS.get(k, k), k) for k in HINT_RELEASE],
+            value=hint_release,
+            description="hint release",
+            style=style,
+            layout=wide,
+        )
+        self.auto_converge = w.Checkbox(
+            value=bool(auto_converge),
+            description="auto-converge",
+            indent=False,
+            layout=wide,
+        )
+        self.profile = w.Dropdown(
+            options=available_profiles(),
+            value=profile,
+            description="host profile",
+            style=style,
+            layout=wide,
+        )
+        self.seed = w.BoundedIntText(
+            value=int(seed),
+            min=0,
+            max=2**31 - 1,
+            description="seed",
+            style=style,
+            layout=wide,
+        )
+        self.controls = {
+            "memory": self.memory,
+            "workload": self.workload,
+            "intensity": self.intensity,
+            "downtime_limit": self.downtime_limit,
+            "max_bandwidth": self.max_bandwidth,
+            "hint": self.hint,
+            "init_on_alloc": self.init_on_alloc,
+            "page_poison": self.page_poison,
+            "hint_release": self.hint_release,
+            "auto_converge": self.auto_converge,
+            "profile": self.profile,
+            "seed": self.seed,
+        }
+        for name, widget in self.controls.items():
+            widget.add_class(f"fphint-{name.replace('_', '-')}")
+            widget.observe(self._on_change, names="value")
+
+        self.status = w.HTML(value="", layout=wide)
+        self.status.add_class("fphint-status")
+        self.progress = w.IntProgress(
+            value=0,
+            min=0,
+            max=3,
+            description="",
+            bar_style="info",
+            layout=w.Layout(width="100%", visibility="hidden"),
+        )
+        self.progress.add_class("fphint-progress")
+        self.numbers = w.HTML(value="")
+        self.numbers.add_class("fphint-numbers")
+        self.image = w.Image(format="png", layout=w.Layout(width="100%", max_width="1100px"))
+        self.image.add_class("fphint-figure")
+
+        guest = w.VBox(
+            [
+                w.HTML("<b>guest</b>"),
+                self.memory,
+                self.workload,
+                self.intensity,
+                self.init_on_alloc,
+                self.page_poison,
+                self.hint_release,
+            ]
+        )
+        host = w.VBox(
+            [
+                w.HTML("<b>host and QEMU</b>"),
+                self.profile,
+                self.downtime_limit,
+                self.max_bandwidth,
+                self.auto_converge,
+                self.seed,
+            ]
+        )
+        left = w.VBox(
+            [
+                guest,
+                host,
+                w.HTML("<b>display</b>"),
+                self.hint,
+                self.status,
+                self.progress,
+                self.numbers,
+            ],
+            layout=w.Layout(width="380px", min_width="340px"),
+        )
+        self.panel = w.HBox([left, self.image], layout=w.Layout(width="100%"))
+        self.panel.add_class("fphint-explorer")
+        if auto_update:
+            self.update()
+            self._auto = True
+
+    # ---- scenario ------------------------------------------------------------------------
+
+    def scenario_kwargs(self) -> dict:
+        """The :class:`fphint_kernels.Scenario` arguments the controls describe (hint as shown)."""
+        return {
+            "memory": f"{int(self.memory.value) >> 20}M",
+            "workload": self.workload.value,
+            "workload_options": {"intensity": float(self.intensity.value)},
+            "downtime_limit": float(self.downtime_limit.value),
+            "max_bandwidth": float(self.max_bandwidth.value),
+            "hint": bool(self.hint.value),
+            "init_on_alloc": bool(self.init_on_alloc.value),
+            "page_poison": self.page_poison.value,
+            "hint_release": self.hint_release.value,
+            "auto_converge": bool(self.auto_converge.value),
+            "profile": self.profile.value,
+            "seed": int(self.seed.value),
+        }
+
+    def scenarios(self) -> tuple[Scenario, Scenario]:
+        """The (legacy, hinting) pair of scenarios; raises ``ScenarioError`` if invalid."""
+        kw = self.scenario_kwargs()
+        kw.pop("hint")
+        return Scenario(**kw, hint=False), Scenario(**kw, hint=True)
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def _run(self, sc: Scenario, step: int):
+        interval = trace_interval_for(sc.memory)
+        key = (sc, interval, self.page_map_bins)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        self._set_progress(step, f"simulating {'hinting' if sc.hint else 'legacy'} ({step + 1}/2)")
+        ds = simulate(sc, trace_interval_ms=interval, page_map_bins=self.page_map_bins)
+        with self._lock:
+            self._cache[key] = ds
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return ds
+
+    def _set_progress(self, step: int, text: str):
+        self.progress.value = step
+        self._progress_text = text
+
+    def update(self) -> dict | None:
+        """Simulate both modes of the scenario the controls describe and redraw.
+
+        Synchronous.  Returns :attr:`result` (None when the scenario is invalid: then
+        :attr:`error` holds the message and the status line shows it).
+        """
+        t0 = time.perf_counter()
+        self._progress_t0 = t0
+        try:
+            sc_legacy, sc_hint = self.scenarios()
+            legacy = self._run(sc_legacy, 0)
+            hinted = self._run(sc_hint, 1)
+        except FphintError as exc:
+            self.error = str(exc)
+            self.status.value = f'<span style="color:#b00">{html.escape(self.error)}</span>'
+            self.progress.layout.visibility = "hidden"
+            return None
+        t1 = time.perf_counter()
+        self._set_progress(2, "drawing")
+        shown = hinted if self.hint.value else legacy
+        png = self.render(legacy, hinted, shown)
+        t2 = time.perf_counter()
+        self.legacy, self.hinted = legacy, hinted
+        self.error = None
+        self.result = self._result(legacy, hinted, bool(self.hint.value))
+        self.numbers.value = self._numbers_html(self.result)
+        self.png = png
+        self.image.value = png
+        self.updates += 1
+        self.timings = {"simulate": t1 - t0, "render": t2 - t1, "total": time.perf_counter() - t0}
+        self.progress.value = 3
+        self.progress.layout.visibility = "hidden"
+        self.status.value = (
+            f"{html.escape(sc_hint.workload)}, {plot.format_bytes(sc_hint.memory)}: "
+            f"updated in {self.timings['total']:.2f} s"
+        )
+        return self.result
+
+    def request_update(self):
+        """Run :meth:`update` now for small guests, in a worker thread for large ones.
+
+        Changes made while the worker runs are coalesced: it runs once more with the latest
+        values when it finishes.
+        """
+        if int(self.memory.value) < self.background_from:
+            with self._lock:
+                busy = self._worker is not None and self._worker.is_alive()
+                if busy:
+                    self._again = True
+            if not busy:
+                self.update()
+            return
+        with self._lock:
+            if self._worker is not None and self._worker.is_alive():
+                self._again = True
+                return
+            self._again = False
+            self._worker = threading.Thread(target=self._work, name="fphint-explorer", daemon=True)
+            self.progress.value = 0
+            self.progress.layout.visibility = "visible"
+            self._worker.start()
+        threading.Thread(target=self._tick, args=(self._worker,), daemon=True).start()
+
+    def _work(self):
+        while True:
+            try:
+                self.update()
+            except Exception as exc:  # keep the panel alive; show what went wrong
+                self.error = f"{type(exc).__name__}: {exc}"
+                self.status.value = f'<span style="color:#b00">{html.escape(self.error)}</span>'
+            with self._lock:
+                if not self._again:
+                    return
+                self._again = False
+
+    def _tick(self, worker: threading.Thread, period: float = 0.5):
+        """Keep the status line moving while ``worker`` simulates (kernels release the GIL)."""
+        while worker.is_alive():
+            worker.join(period)
+            if worker.is_alive():
+                elapsed = time.perf_counter() - self._progress_t0
+                self.status.value = f"{html.escape(self._progress_text)}: {elapsed:.1f} s ..."
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background update to finish; True when none is running any more."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            worker = self._worker
+            if worker is None or not worker.is_alive():
+                return True
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0:
+                return False
+            worker.join(left if left is not None else None)
+
+    @property
+    def busy(self) -> bool:
+        """A background update is running."""
+        return self._worker is not None and self._worker.is_alive()
+
+    def _on_change(self, change):
+        if self._auto:
+            self.request_update()
+
+    # ---- output ----------------------------------------------------------------------------
+
+    def render(self, legacy, hinted, shown) -> bytes:
+        """The explorer figure as PNG bytes (drawn once, off pyplot)."""
+        import matplotlib as mpl
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from PIL import Image
+
+        with mpl.rc_context(fname=str(plot.STYLE)):
+            fig = Figure(figsize=(11, 7.5), dpi=self.dpi)
+            plot.explorer_figure(legacy, hinted, shown=shown, fig=fig)
+            canvas = FigureCanvasAgg(fig)
+            canvas.draw()
+            img = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba())
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="png", compress_level=1)
+        return buf.getvalue()
+
+    @staticmethod
+    def _result(legacy, hinted, show_hint: bool) -> dict:
+        s_l, s_h = summary(legacy), summary(hinted)
+        shown = s_h if show_hint else s_l
+        out = {
+            "legacy": s_l,
+            "hinting": s_h,
+            "shown": "hinting" if show_hint else "legacy",
+            "reduction": _reduction(float(s_l["total-time"]), float(s_h["total-time"])),
+        }
+        for key in ("total-time", "downtime", "ram-transferred", "rounds", "status"):
+            out[key] = shown[key]
+        return out
+
+    @staticmethod
+    def _numbers_html(result: dict) -> str:
+        s_l, s_h = result["legacy"], result["hinting"]
+        bold = {"legacy": (1, 0), "hinting": (0, 1)}[result["shown"]]
+        head = (
+            '<tr><th style="text-align:left"></th>'
+            f'<th style="text-align:right">{"<u>legacy</u>" if bold[0] else "legacy"}</th>'
+            f'<th style="text-align:right">{"<u>hinting</u>" if bold[1] else "hinting"}</th>'
+            '<th style="text-align:right">saved</th></tr>'
+        )
+        rows = [head]
+        for key, label, kind in NUMBER_ROWS:
+            if key not in s_l and key not in s_h:
+                continue
+            a, b = s_l.get(key), s_h.get(key)
+            saved = ""
+            if kind in ("ms", "bytes") and a is not None and b is not None:
+                r = _reduction(float(a), float(b))
+                saved = "" if r is None else f"{100 * r:.0f} %"
+            rows.append(
+                f'<tr class="fphint-row-{key}"><td>{label}</td>'
+                f'<td style="text-align:right">{_fmt(a, kind)}</td>'
+                f'<td style="text-align:right">{_fmt(b, kind)}</td>'
+                f'<td style="text-align:right">{saved}</td></tr>'
+            )
+        red = result["reduction"]
+        headline = (
+            "hinting saves "
+            + (f"<b>{100 * red:.0f} %</b>" if red is not None else "-")
+            + f" of the total time ({_fmt(s_h['total-time'], 'ms')} vs "
+            f"{_fmt(s_l['total-time'], 'ms')})"
+        )
+        return (
+            f'<div class="fphint-headline">{headline}</div>'
+            '<table style="border-collapse:collapse;font-size:90%;width:100%">'
+            + "".join(rows)
+            + "</table>"
+        )
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.panel._repr_mimebundle_(**kwargs)
+
+
+def explore(**kwargs) -> Explorer:
+    """Build an :class:`Explorer` (same arguments) and return it; a notebook cell that ends
+    with this call displays the panel."""
+    return Explorer(**kwargs)
