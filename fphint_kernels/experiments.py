@@ -1,0 +1,596 @@
+"""Reproduction of the published experiments of the free page hint series (``fphint reproduce``).
+
+The published figures live in ``data/published/thread-figures.csv`` (see its README); this module
+reads them, runs every published configuration in both modes (hint and legacy) over several
+seeds, puts the geometric baseline of :mod:`fphint_kernels.analytic` beside each row, and returns
+one :class:`xarray.Dataset` with dims ``config``, ``mode`` and ``seed``.  :mod:`fphint_kernels.report`
+turns it into ``report.md``, PNG figures and a netCDF file.
+
+Which host profile runs which row: a profile named after the row's patch version
+(``data/profiles/v36.json``, ``v37.json``) when it exists, else ``v36``; ``profile=`` forces one
+for every row.  A row is *fitted* when the calibration that produced its profile used it (the
+profile's ``provenance.calibration.rows``), otherwise *predicted*.
+
+References
+----------
+.. [1] W. Wang, "[PATCH v36 0/5] Virtio-balloon: support free page reporting", 2018-07-20, and
+   "[PATCH v37 0/3] ...", 2018-08-27, https://lkml.org/lkml/2018/8/27/29.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .config import HostProfile, Scenario, Workload, available_profiles, data_dir
+from .errors import FphintError
+from .units import parse_size
+
+__all__ = [
+    "PUBLISHED_FILE",
+    "Config",
+    "build_time_table",
+    "configurations",
+    "fast_mode",
+    "load_published",
+    "profile_for",
+    "reproduce",
+    "row_id",
+    "table",
+]
+
+#: The published figures, inside ``data/published/``.
+PUBLISHED_FILE = "thread-figures.csv"
+MODES = ("hint", "legacy")
+_COLUMNS = (
+    "source", "url", "patch_version", "date", "guest_ram", "vcpus", "max_bandwidth",
+    "downtime_limit", "workload", "mode", "metric", "value", "unit",
+)  # fmt: skip
+_METRIC_UNITS = {"total-time": "ms", "build-time": "s"}
+#: Seeds of the reproduction: common random numbers, the same for every configuration and mode.
+FIRST_SEED = 1
+
+
+def fast_mode() -> bool:
+    """True when ``FPHINT_FAST=1`` asks for the quick, small version (tests, notebook CI)."""
+    return os.environ.get("FPHINT_FAST", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# --------------------------------------------------------------------------------------------
+# Published figures
+# --------------------------------------------------------------------------------------------
+
+
+def row_id(row) -> str:
+    """Stable identifier of a published row, e.g. ``v36/8G/2s/idle/hint/total-time``.
+
+    Parameters
+    ----------
+    row : mapping
+        A row of :func:`load_published` (needs ``patch_version``, ``guest_ram``,
+        ``downtime_limit``, ``workload``, ``mode``, ``metric``).
+
+    Returns
+    -------
+    str
+    """
+    keys = ("patch_version", "guest_ram", "downtime_limit", "workload", "mode", "metric")
+    return "/".join(str(row[k]) for k in keys)
+
+
+def load_published(path: str | os.PathLike | None = None) -> list[dict]:
+    """Read and check the published figures.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        CSV file (default ``data/published/thread-figures.csv``, or under ``$FPHINT_DATA``).
+
+    Returns
+    -------
+    list of dict
+        One dict per row with the CSV columns (``value`` as float, ``vcpus`` as int) plus ``id``
+        (:func:`row_id`).
+
+    Raises
+    ------
+    FphintError
+        Missing file, missing column, unknown mode/metric/workload, bad value or unit, or a
+        duplicated row.
+    """
+    import csv
+
+    p = Path(path) if path is not None else data_dir() / "published" / PUBLISHED_FILE
+    if not p.is_file():
+        raise FphintError(f"published figures not found: {p}")
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise FphintError(f"{p.name}: missing column(s) {', '.join(missing)}")
+        rows = list(reader)
+    out, seen = [], set()
+    for n, r in enumerate(rows, start=2):
+        where = f"{p.name} line {n}"
+        if r["mode"] not in MODES:
+            raise FphintError(f"{where}: mode must be hint or legacy, got {r['mode']!r}")
+        if _METRIC_UNITS.get(r["metric"]) != r["unit"]:
+            raise FphintError(f"{where}: metric {r['metric']!r} with unit {r['unit']!r}")
+        try:
+            value = float(r["value"])
+            vcpus = int(r["vcpus"])
+        except ValueError:
+            raise FphintError(f"{where}: value and vcpus must be numbers") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise FphintError(f"{where}: value must be > 0")
+        Workload.load(r["workload"])  # one-line error for an unknown workload
+        row = dict(r, value=value, vcpus=vcpus)
+        row["id"] = row_id(row)
+        if row["id"] in seen:
+            raise FphintError(f"{where}: duplicate row {row['id']}")
+        seen.add(row["id"])
+        out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Configurations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """One published configuration: both modes of one (source, RAM, downtime, workload)."""
+
+    source: str
+    patch_version: str
+    memory: str
+    downtime_limit: str
+    workload: str
+    vcpus: int
+    max_bandwidth: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.patch_version} {self.memory} {self.downtime_limit} {self.workload}"
+
+    def run_memory(self, fast: bool = False) -> int:
+        """Guest RAM to simulate (bytes).
+
+        Fast mode divides the published RAM by 8, but never below what the workload needs
+        (rounded up to a whole GiB): the code path is the same, the numbers are not comparable.
+        """
+        mem = parse_size(self.memory, what="memory", default_unit="M")
+        if not fast:
+            return mem
+        need = Workload.load(self.workload).min_memory()
+        gib = 1 << 30
+        return max(mem // 8, -(-need // gib) * gib)
+
+    def scenario(self, hint: bool, seed: int, profile: str, fast: bool = False) -> Scenario:
+        """The :class:`~fphint_kernels.Scenario` of this configuration in one mode.
+
+        Settings of the letters: ``migrate_set_speed 100G`` (max-bandwidth), the downtime limit,
+        4 vCPUs, and a 2018 guest kernel (``init_on_alloc`` did not exist: off).
+        """
+        return Scenario(
+            memory=f"{self.run_memory(fast) >> 20}M",  # a bare number would be MiB
+            workload=self.workload,
+            downtime_limit=self.downtime_limit,
+            max_bandwidth=self.max_bandwidth,
+            hint=hint,
+            init_on_alloc=False,
+            vcpus=self.vcpus,
+            profile=profile,
+            seed=seed,
+        )
+
+
+def configurations(rows: list[dict] | None = None) -> list[Config]:
+    """The configurations that have a published migration time, in file order.
+
+    Parameters
+    ----------
+    rows : list of dict, optional
+        Output of :func:`load_published` (default: read it).
+
+    Returns
+    -------
+    list of Config
+    """
+    rows = load_published() if rows is None else rows
+    out: list[Config] = []
+    for r in rows:
+        if r["metric"] != "total-time":
+            continue
+        c = Config(
+            source=r["source"], patch_version=r["patch_version"], memory=r["guest_ram"],
+            downtime_limit=r["downtime_limit"], workload=r["workload"], vcpus=r["vcpus"],
+            max_bandwidth=r["max_bandwidth"],
+        )  # fmt: skip
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def _lookup(rows: list[dict], cfg: Config, mode: str, metric: str) -> dict | None:
+    for r in rows:
+        if (
+            r["patch_version"] == cfg.patch_version
+            and r["guest_ram"] == cfg.memory
+            and r["downtime_limit"] == cfg.downtime_limit
+            and r["workload"] == cfg.workload
+            and r["mode"] == mode
+            and r["metric"] == metric
+        ):
+            return r
+    return None
+
+
+def profile_for(patch_version: str, profile: str | None = None) -> str:
+    """Host profile that runs the rows of one patch version.
+
+    Parameters
+    ----------
+    patch_version : str
+        ``v36`` or ``v37``.
+    profile : str, optional
+        Forces this profile for every row.
+
+    Returns
+    -------
+    str
+        ``profile`` if given, else the profile named after the patch version if it exists in
+        ``data/profiles/``, else ``v36``.
+    """
+    known = available_profiles()
+    if profile is not None:
+        if profile not in known:
+            raise FphintError(f"unknown profile {profile!r} (known: {', '.join(known)})")
+        return profile
+    return patch_version if patch_version in known else "v36"
+
+
+def fitted_rows(profile: str) -> set[str]:
+    """Ids of the published rows the calibration of ``profile`` used (empty if none)."""
+    cal = dict(HostProfile.load(profile).provenance).get("calibration") or {}
+    return set(cal.get("rows", []))
+
+
+# --------------------------------------------------------------------------------------------
+# The reproduction
+# --------------------------------------------------------------------------------------------
+
+#: Scalars of every run kept in the reproduction Dataset (query-migrate names).
+RUN_FIELDS = (
+    "total-time", "downtime", "setup-time", "ram-transferred", "ram-duplicate", "ram-normal",
+    "dirty-sync-count", "hinted-pages", "skipped-pages", "lost-pages", "guest-overhead-time",
+    "hint-cpu-time", "held-pages-max",
+)  # fmt: skip
+
+
+def reproduce(
+    seeds: int = 5,
+    *,
+    profile: str | None = None,
+    fast: bool | None = None,
+    progress: bool = True,
+    published: str | os.PathLike | None = None,
+) -> xr.Dataset:
+    """Run every published configuration in both modes over several seeds.
+
+    Parameters
+    ----------
+    seeds : int
+        Runs per configuration and mode, seeds ``1..seeds`` (the same seeds for every row:
+        common random numbers).
+    profile : str, optional
+        Host profile for every row (default: :func:`profile_for` each patch version).
+    fast : bool, optional
+        Small guests and one seed (default: :func:`fast_mode`, i.e. ``FPHINT_FAST=1``).
+    progress : bool
+        Show a tqdm progress bar on stderr.
+    published : path-like, optional
+        The published figures (default ``data/published/thread-figures.csv``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``config``, ``mode`` (``hint``, ``legacy``), ``seed``.  Per run: the fields of
+        ``RUN_FIELDS`` and ``status``; per configuration and mode: ``published-total-time``,
+        ``published-build-time`` (NaN where the letters give none), ``analytic-total-time``,
+        ``fitted``, ``row-id``; per configuration: ``source``, ``memory``, ``downtime-limit``,
+        ``workload``, ``vcpus``, ``profile``, ``simulated-memory``.  ``attrs`` record the
+        seeds, fast mode, wall time and the published file.
+    """
+    from .analytic import estimate_scenario
+    from .simulate import simulate_many
+
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise FphintError(f"seeds: a whole number >= 1, got {seeds!r}")
+    fast = fast_mode() if fast is None else bool(fast)
+    if fast:
+        seeds = 1
+    rows = load_published(published)
+    configs = configurations(rows)
+    if not configs:
+        raise FphintError("the published file has no total-time rows")
+    seed_list = list(range(FIRST_SEED, FIRST_SEED + int(seeds)))
+    profiles = [profile_for(c.patch_version, profile) for c in configs]
+    scenarios = [
+        c.scenario(mode == "hint", s, prof, fast)
+        for c, prof in zip(configs, profiles, strict=True)
+        for mode in MODES
+        for s in seed_list
+    ]
+    t0 = time.perf_counter()
+    runs = simulate_many(scenarios, progress=progress)
+    wall = time.perf_counter() - t0
+
+    shape = (len(configs), len(MODES), len(seed_list))
+    data = {k: np.full(shape, np.nan) for k in RUN_FIELDS}
+    status = np.empty(shape, dtype=object)
+    for i, ds in enumerate(runs):
+        idx = np.unravel_index(i, shape)
+        for k in RUN_FIELDS:
+            if k in ds:
+                data[k][idx] = float(ds[k].values)
+        status[idx] = str(ds["status"].values)
+
+    pub_t = np.full(shape[:2], np.nan)
+    pub_b = np.full(shape[:2], np.nan)
+    analytic = np.full(shape[:2], np.nan)
+    fitted = np.zeros(shape[:2], dtype=bool)
+    ids = np.empty(shape[:2], dtype=object)
+    for ci, (c, prof) in enumerate(zip(configs, profiles, strict=True)):
+        used = fitted_rows(prof)
+        for mi, mode in enumerate(MODES):
+            r = _lookup(rows, c, mode, "total-time")
+            if r is not None:
+                pub_t[ci, mi] = r["value"]
+                ids[ci, mi] = r["id"]
+                fitted[ci, mi] = r["id"] in used
+            else:
+                ids[ci, mi] = ""
+            b = _lookup(rows, c, mode, "build-time")
+            if b is not None:
+                pub_b[ci, mi] = b["value"]
+            analytic[ci, mi] = estimate_scenario(
+                c.scenario(mode == "hint", 1, prof, fast)
+            ).total_time
+
+    dims = ("config", "mode", "seed")
+    out = xr.Dataset(
+        {k: (dims, v, {"units": runs[0][k].attrs.get("units", "") if runs and k in runs[0] else ""})
+         for k, v in data.items()},
+        coords={
+            "config": [c.label for c in configs],
+            "mode": list(MODES),
+            "seed": seed_list,
+        },
+    )  # fmt: skip
+    out["status"] = (dims, status.astype(str))
+    cm = ("config", "mode")
+    out["published-total-time"] = (
+        cm,
+        pub_t,
+        {"units": "ms", "description": "published QEMU total-time"},
+    )
+    out["published-build-time"] = (
+        cm,
+        pub_b,
+        {"units": "s", "description": "published kernel build time"},
+    )
+    out["analytic-total-time"] = (
+        cm, analytic, {"units": "ms", "description": "geometric pre-copy model (fphint_kernels.analytic)"},
+    )  # fmt: skip
+    out["fitted"] = (cm, fitted, {"description": "row used by the calibration of its profile"})
+    out["row-id"] = (cm, ids.astype(str))
+    out["source"] = ("config", [c.source for c in configs])
+    out["patch-version"] = ("config", [c.patch_version for c in configs])
+    out["memory"] = ("config", [c.memory for c in configs])
+    out["downtime-limit"] = ("config", [c.downtime_limit for c in configs])
+    out["workload"] = ("config", [c.workload for c in configs])
+    out["vcpus"] = ("config", [c.vcpus for c in configs])
+    out["profile"] = ("config", profiles)
+    out["simulated-memory"] = (
+        "config", [c.run_memory(fast) for c in configs], {"units": "bytes"},
+    )  # fmt: skip
+    out.attrs.update(
+        seeds=len(seed_list),
+        first_seed=FIRST_SEED,
+        fast=int(fast),
+        wall_time_s=wall,
+        published_file=str(published or data_dir() / "published" / PUBLISHED_FILE),
+        profiles_json=json.dumps(
+            {p: dict(HostProfile.load(p).params) for p in sorted(set(profiles))}, sort_keys=True
+        ),
+    )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def _pct(a: float, b: float) -> float:
+    return float((a - b) / b * 100.0) if b and math.isfinite(a) and math.isfinite(b) else math.nan
+
+
+def _reduction(hint: float, legacy: float) -> float:
+    return float((1.0 - hint / legacy) * 100.0) if legacy and math.isfinite(hint) else math.nan
+
+
+def _num(v: float, nd: int = 1):
+    return None if v is None or not math.isfinite(v) else round(float(v), nd)
+
+
+def table(res: xr.Dataset) -> list[dict]:
+    """The reproduction table: one record per configuration and mode.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Output of :func:`reproduce`.
+
+    Returns
+    -------
+    list of dict
+        Keys: ``source``, ``patch-version``, ``memory``, ``downtime-limit``, ``workload``,
+        ``hint``, ``profile``, ``row``, ``published-ms``, ``simulated-ms`` (mean over seeds),
+        ``simulated-sd-ms``, ``simulated-min-ms``, ``simulated-max-ms``, ``seeds``,
+        ``completed`` (runs with status completed), ``error-pct`` (simulated vs published),
+        ``analytic-ms``, ``analytic-error-pct``, ``published-reduction-pct`` and
+        ``simulated-reduction-pct`` (hint vs legacy of the configuration),
+        ``analytic-reduction-pct``, ``lost-pages`` (max), ``fitted``.
+    """
+    out = []
+    tt = res["total-time"].values
+    for ci, label in enumerate(res["config"].values):
+        sim_mean = np.nanmean(tt[ci], axis=-1)
+        pub = res["published-total-time"].values[ci]
+        ana = res["analytic-total-time"].values[ci]
+        red_pub = _reduction(pub[0], pub[1])
+        red_sim = _reduction(sim_mean[0], sim_mean[1])
+        red_ana = _reduction(ana[0], ana[1])
+        for mi, mode in enumerate(res["mode"].values):
+            runs = tt[ci, mi]
+            st = res["status"].values[ci, mi]
+            out.append({
+                "source": str(res["source"].values[ci]),
+                "patch-version": str(res["patch-version"].values[ci]),
+                "config": str(label),
+                "memory": str(res["memory"].values[ci]),
+                "downtime-limit": str(res["downtime-limit"].values[ci]),
+                "workload": str(res["workload"].values[ci]),
+                "hint": bool(mode == "hint"),
+                "profile": str(res["profile"].values[ci]),
+                "row": str(res["row-id"].values[ci, mi]),
+                "published-ms": _num(pub[mi]),
+                "simulated-ms": _num(sim_mean[mi]),
+                "simulated-sd-ms": _num(np.nanstd(runs, ddof=1) if runs.size > 1 else 0.0),
+                "simulated-min-ms": _num(np.nanmin(runs)),
+                "simulated-max-ms": _num(np.nanmax(runs)),
+                "seeds": int(runs.size),
+                "completed": int(np.sum(st == "completed")),
+                "error-pct": _num(_pct(sim_mean[mi], pub[mi])),
+                "analytic-ms": _num(ana[mi]),
+                "analytic-error-pct": _num(_pct(ana[mi], pub[mi])),
+                "published-reduction-pct": _num(red_pub),
+                "simulated-reduction-pct": _num(red_sim),
+                "analytic-reduction-pct": _num(red_ana),
+                "lost-pages": int(np.nanmax(res["lost-pages"].values[ci, mi])),
+                "fitted": bool(res["fitted"].values[ci, mi]),
+            })  # fmt: skip
+    return out
+
+
+def build_time_table(res: xr.Dataset) -> list[dict]:
+    """The build-time question of the thread: does hinting slow the kernel build down?
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Output of :func:`reproduce`.
+
+    Returns
+    -------
+    list of dict
+        One record per configuration with published build times: ``config``, ``published-hint-s``,
+        ``published-legacy-s``, ``published-diff-s`` (hint - legacy), ``overhead-hint-ms`` and
+        ``overhead-legacy-ms`` (simulated ``guest-overhead-time``, mean over seeds),
+        ``slowdown-hint-s`` and ``slowdown-legacy-s`` (overhead / vCPUs: wall time the build
+        loses when it keeps every vCPU busy), ``predicted-diff-s``, ``predicted-hint-s`` (the
+        published legacy time plus the predicted difference), ``error-pct`` of that prediction,
+        ``held-max-gib`` (memory the balloon held at most, hint mode).
+
+    Notes
+    -----
+    ``make -j4`` on 4 vCPUs keeps every vCPU busy, so vCPU time stolen by migration (write
+    faults while dirty logging is on, the hint worker) lengthens the build by about that time
+    divided by the vCPUs.  The model has no other coupling between migration and build speed.
+    """
+    out = []
+    over = np.nanmean(res["guest-overhead-time"].values, axis=-1)
+    held = np.nanmax(res["held-pages-max"].values, axis=-1)
+    for ci, label in enumerate(res["config"].values):
+        pub = res["published-build-time"].values[ci]
+        if not np.isfinite(pub).any():
+            continue
+        vcpus = int(res["vcpus"].values[ci])
+        slow = over[ci] / vcpus / 1e3
+        diff = float(slow[0] - slow[1])
+        pred_hint = float(pub[1] + diff)
+        out.append({
+            "config": str(label),
+            "published-hint-s": _num(pub[0]),
+            "published-legacy-s": _num(pub[1]),
+            "published-diff-s": _num(pub[0] - pub[1]),
+            "overhead-hint-ms": _num(over[ci, 0], 2),
+            "overhead-legacy-ms": _num(over[ci, 1], 2),
+            "slowdown-hint-s": _num(slow[0], 4),
+            "slowdown-legacy-s": _num(slow[1], 4),
+            "predicted-diff-s": _num(diff, 4),
+            "predicted-hint-s": _num(pred_hint, 2),
+            "error-pct": _num(_pct(pred_hint, pub[0]), 2),
+            "held-max-gib": _num(held[ci, 0] * 4096 / 2**30, 2),
+        })  # fmt: skip
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _cmd_reproduce(args) -> int:
+    from .report import write_report
+
+    if args.seeds < 1:
+        raise FphintError(f"--seeds: a whole number >= 1, got {args.seeds}")
+    fast = True if args.fast else None
+    t0 = time.perf_counter()
+    res = reproduce(args.seeds, profile=args.profile, fast=fast, progress=not args.quiet)
+    out = Path(args.out)
+    paths = write_report(res, out, runtime_s=time.perf_counter() - t0)
+    if args.json:
+        sys.stdout.write(json.dumps(table(res), indent=2) + "\n")
+    elif not args.quiet:
+        sys.stdout.write(f"wrote {', '.join(str(p) for p in paths)}\n")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Add ``fphint reproduce`` to the ``fphint`` command."""
+    p = subparsers.add_parser(
+        "reproduce",
+        help="reproduce every published figure of the thread",
+        description="Run every published configuration of the free page hint thread (v36, v37) "
+        "in both modes over several seeds; write report.md, PNG figures and a netCDF file.",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=5, help="runs per configuration and mode (default 5)"
+    )
+    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="host profile for every row (default: v36 rows with v36, v37 rows with v37)",
+    )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="small guests, one seed (also FPHINT_FAST=1): checks the code path only",
+    )
+    p.add_argument("--json", action="store_true", help="print the table as JSON records")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_reproduce)
