@@ -1,0 +1,295 @@
+"""A measured migration as an ``xarray.Dataset`` in the simulator's vocabulary, and its file.
+
+Scalars carry the names of the simulator's Dataset (``total-time``, ``downtime``,
+``setup-time``, ``ram-transferred``, ``ram-duplicate``, ``ram-normal``, ``ram-normal-bytes``,
+``dirty-sync-count``, ``expected-downtime``, ``mbps``, ``status``, ``failure``); every other
+``query-migrate`` field is kept as ``qmp-<name>``.  The poll trace uses the simulator's ``time``
+dim (ms since the ``migrate`` command) with ``transferred`` (bytes) and ``pending`` (pages, from
+``remaining``), plus ``qmp-duplicate``, ``qmp-normal``, ``qmp-dirty-sync-count`` and
+``qmp-status``.  The configuration is in ``attrs["scenario_*"]`` (the simulator's scenario
+fields), the host, QEMU, guest kernel, accelerator and guest health in the other attrs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..errors import FphintError
+from ..variables import SPECS
+from .runner import RunConfig, RunResult
+
+PAGE = 4096
+
+
+HARNESS_VERSION = 2  # 2: destination check waits for "running", touch 0.3 (1: 0.5)
+
+_SCALARS = {
+    # dataset name: (path in query-migrate, dtype)
+    "total-time": (("total-time",), "f8"),
+    "downtime": (("downtime",), "f8"),
+    "setup-time": (("setup-time",), "f8"),
+    "expected-downtime": (("expected-downtime",), "f8"),
+    "ram-transferred": (("ram", "transferred"), "i8"),
+    "ram-duplicate": (("ram", "duplicate"), "i8"),
+    "ram-normal": (("ram", "normal"), "i8"),
+    "ram-normal-bytes": (("ram", "normal-bytes"), "i8"),
+    "dirty-sync-count": (("ram", "dirty-sync-count"), "i8"),
+    "mbps": (("ram", "mbps"), "f8"),
+}
+_EXTRA_UNITS = {
+    "total": "bytes",
+    "remaining": "bytes",
+    "skipped": "pages",
+    "dirty-pages-rate": "pages/s",
+    "pages-per-second": "pages/s",
+    "page-size": "bytes",
+    "multifd-bytes": "bytes",
+    "precopy-bytes": "bytes",
+    "downtime-bytes": "bytes",
+    "postcopy-bytes": "bytes",
+    "postcopy-requests": "1",
+    "dirty-sync-missed-zero-copy": "1",
+}
+
+
+def _get(d: dict, path: tuple, default=np.nan):
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _var(name: str, value, dims=(), units: str | None = None, description: str | None = None):
+    spec = SPECS.get(name)
+    attrs = {
+        "units": units if units is not None else (spec.units if spec else ""),
+        "description": description
+        if description is not None
+        else (spec.description if spec else ""),
+    }
+    return xr.Variable(dims, value, attrs=attrs)
+
+
+def scenario_attrs(cfg: RunConfig) -> dict:
+    """The configuration as the simulator's ``scenario_*`` attrs (netCDF-safe types)."""
+    return {
+        "scenario_memory": int(cfg.memory),
+        "scenario_workload": cfg.mode,
+        "scenario_workload_options": json.dumps(cfg.workload_options(), sort_keys=True),
+        "scenario_hint": int(cfg.hint),
+        "scenario_init_on_alloc": int(cfg.init_on_alloc),
+        "scenario_downtime_limit": float(cfg.downtime_limit_ms),
+        "scenario_max_bandwidth": float(cfg.max_bandwidth),
+        "scenario_vcpus": int(cfg.vcpus),
+    }
+
+
+def config_from_attrs(attrs: dict) -> RunConfig:
+    """Inverse of :func:`scenario_attrs` (plus ``harness_max_time_s``)."""
+    opts = json.loads(attrs.get("scenario_workload_options", "{}") or "{}")
+    kw = {
+        "memory": int(attrs["scenario_memory"]),
+        "mode": str(attrs["scenario_workload"]),
+        "hint": bool(int(attrs["scenario_hint"])),
+        "init_on_alloc": bool(int(attrs["scenario_init_on_alloc"])),
+        "downtime_limit_ms": float(attrs["scenario_downtime_limit"]),
+        "max_bandwidth": int(attrs["scenario_max_bandwidth"]),
+        "vcpus": int(attrs["scenario_vcpus"]),
+    }
+    if "fill" in opts:
+        kw["fill"] = float(opts["fill"])
+    if "dirty_bytes" in opts:
+        kw["dirty_bytes"] = int(opts["dirty_bytes"])
+    if "dirty_interval_ms" in opts:
+        kw["dirty_interval_ms"] = float(opts["dirty_interval_ms"])
+    if "harness_max_time_s" in attrs:
+        kw["max_time_s"] = float(attrs["harness_max_time_s"])
+    return RunConfig(**kw)
+
+
+def to_dataset(res: RunResult, *, run: int = 0, campaign: str = "") -> xr.Dataset:
+    """Turn a :class:`RunResult` into a Dataset (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    res : RunResult
+    run : int
+        Repeat index within its configuration.
+    campaign : str
+        Name of the campaign the run belongs to.
+    """
+    final = res.final or {}
+    data: dict = {
+        "status": _var("status", np.array(res.status, dtype=object)),
+        "failure": _var("failure", np.array(res.failure, dtype=object)),
+    }
+    for name, (path, dtype) in _SCALARS.items():
+        v = _get(final, path)
+        if dtype == "i8":
+            v = -1 if v is None or (isinstance(v, float) and np.isnan(v)) else int(v)
+        data[name] = _var(name, np.array(v, dtype=dtype))
+    ram = final.get("ram", {}) if isinstance(final, dict) else {}
+    for key, units in _EXTRA_UNITS.items():
+        if key in ram:
+            v = ram[key]
+            arr = np.array(v, dtype="f8" if isinstance(v, float) else "i8")
+            data[f"qmp-{key}"] = _var(
+                f"qmp-{key}", arr, units=units, description=f"query-migrate ram.{key}"
+            )
+    # the poll trace
+    t = np.array([p[0] for p in res.trace], dtype="f8")
+    infos = [p[1] for p in res.trace]
+
+    def col(path, dtype="f8"):
+        return np.array([_get(i, path, np.nan) for i in infos], dtype=dtype)
+
+    remaining = col(("ram", "remaining"))
+    data["transferred"] = _var("transferred", col(("ram", "transferred")), dims=("time",))
+    data["pending"] = _var("pending", remaining / PAGE, dims=("time",))
+    data["qmp-duplicate"] = _var(
+        "qmp-duplicate", col(("ram", "duplicate")), ("time",), "pages", "zero pages sent so far"
+    )
+    data["qmp-normal"] = _var(
+        "qmp-normal", col(("ram", "normal")), ("time",), "pages", "normal pages sent so far"
+    )
+    data["qmp-dirty-sync-count"] = _var(
+        "qmp-dirty-sync-count", col(("ram", "dirty-sync-count")), ("time",), "1", "bitmap syncs"
+    )
+    data["qmp-status"] = _var(
+        "qmp-status",
+        np.array([str(i.get("status", "")) for i in infos], dtype=object),
+        ("time",),
+        "",
+        "query-migrate status at each poll",
+    )
+    h = res.health
+    attrs = {
+        "title": f"fphint measured migration {res.config.key()} run {run}",
+        "source": "measured: fphint qemu migrate (real QEMU, loopback)",
+        "harness_version": HARNESS_VERSION,
+        "campaign": campaign,
+        "config_key": res.config.key(),
+        "run": int(run),
+        "started": res.started,
+        **scenario_attrs(res.config),
+        "harness_max_time_s": float(res.config.max_time_s),
+        "harness_settle_s": float(res.config.settle_s),
+        "accelerator": res.accelerator,
+        "qemu_version": res.qemu_version,
+        "guest_kernel": res.guest.get("kernel_version", ""),
+        "guest_kernel_package": f"{res.guest.get('kernel_package', '')} "
+        f"{res.guest.get('kernel_package_version', '')}".strip(),
+        "host_cpu_model": res.host.get("cpu_model", ""),
+        "host_cpu_count": int(res.host.get("cpu_count", 0)),
+        "host_memory": int(res.host.get("memory_bytes", 0)),
+        "host_kernel": res.host.get("kernel", ""),
+        "host_loadavg_at_start": res.host.get("loadavg", ""),
+        "host_note": "shared machine: other CPU-heavy jobs may run at the same time; "
+        "both QEMUs (TCG) and the migration share its cores",
+        "guest_ok": int(bool(h and h.ok)),
+        "guest_alive": int(bool(h and h.alive)),
+        "guest_trouble_counts": json.dumps(h.counts() if h else {}, sort_keys=True),
+        "guest_evidence": json.dumps(h.evidence if h else [])[:3000],
+        "guest_touch": h.touch if h else "",
+        "guest_heartbeats_after": int(h.heartbeats_after if h else 0),
+        "guest_bad_heartbeats": int(h.bad_heartbeats if h else 0),
+        "destination_run_state": res.dest_status,
+        "guest_fill_bytes": int(res.fill_bytes),
+        "wall_boot_s": float(res.timings.get("boot_s", np.nan)),
+        "wall_migrate_s": float(res.timings.get("migrate_wall_s", np.nan)),
+        "wall_total_s": float(res.timings.get("wall_s", np.nan)),
+        "poll_interval_ms": 50.0,
+    }
+    # guest facts from the source console (boot) log
+    from . import health as _h
+
+    feats = _h.feature_bits(res.source_log)
+    fph = _h.free_page_hint_negotiated(feats)
+    ioa = _h.init_on_alloc_reported(res.source_log)
+    attrs["guest_features"] = feats or ""
+    attrs["guest_free_page_hint_negotiated"] = -1 if fph is None else int(fph)
+    attrs["guest_init_on_alloc_reported"] = -1 if ioa is None else int(ioa)
+    src_trouble = _h.trouble_lines(res.source_log)
+    attrs["source_trouble_counts"] = json.dumps(
+        {k: sum(1 for kk, _ in src_trouble if kk == k) for k, _ in src_trouble}, sort_keys=True
+    )
+    if h and h.trouble:
+        attrs["guest_console_excerpt"] = _excerpt(res.dest_log)
+    return xr.Dataset(data, coords={"time": ("time", t, {"units": "ms"})}, attrs=attrs)
+
+
+def _excerpt(log: str, limit: int = 2500) -> str:
+    """The destination console around the first trouble line (for the evidence)."""
+    from .health import clean, trouble_lines
+
+    text = clean(log)
+    tr = trouble_lines(text)
+    if not tr:
+        return text[-limit:]
+    i = text.find(tr[0][1])
+    start = max(0, i - 300)
+    return text[start : start + limit]
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write one measured run as a small netCDF-3 file (scipy engine, no HDF5 needed).
+
+    netCDF-3 has no 64-bit integers: integer variables are stored as float64 (exact below
+    2**53) and large integer attrs as floats; :func:`load` casts the variables back.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    out = ds.copy()
+    for name, v in out.data_vars.items():
+        if v.dtype.kind in "iu":
+            out[name] = v.astype("f8")
+            out[name].attrs["fphint_dtype"] = "int64"
+    attrs = {}
+    for k, v in out.attrs.items():
+        if isinstance(v, (bool, np.bool_)):
+            v = int(v)
+        if isinstance(v, (int, np.integer)) and not -(2**31) <= int(v) < 2**31:
+            v = float(v)
+        attrs[k] = v
+    out.attrs = attrs
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    out.to_netcdf(tmp, engine="scipy", format="NETCDF3_64BIT")
+    os.replace(tmp, p)
+    return p
+
+
+def load(path: str | os.PathLike) -> xr.Dataset:
+    """Read one measured run (fully into memory), with integer variables restored."""
+    p = Path(path)
+    if not p.exists():
+        raise FphintError(f"no such measurement: {p}")
+    with xr.open_dataset(p, engine="scipy") as ds:
+        out = ds.load()
+    for name in list(out.data_vars):
+        v = out[name]
+        if v.attrs.get("fphint_dtype") == "int64":
+            attrs = {k: a for k, a in v.attrs.items() if k != "fphint_dtype"}
+            out[name] = v.fillna(-1).astype("i8")
+            out[name].attrs = attrs
+        elif v.dtype.kind in "SUO":
+            out[name] = v.astype(str)
+    return out
+
+
+def load_all(root: str | os.PathLike) -> list[xr.Dataset]:
+    """Every measured run under a directory (recursively), sorted by file name."""
+    r = Path(root)
+    if not r.exists():
+        raise FphintError(f"no such directory: {r}")
+    out = []
+    for f in sorted(r.rglob("*.nc")):
+        ds = load(f)
+        ds.attrs["path"] = str(f)
+        out.append(ds)
+    return out
