@@ -71,7 +71,7 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
                    help="any workload parameter (repeatable), e.g. jobs=8")
 
 
-def scenario_from_args(args) -> "Scenario":  # noqa: F821
+def scenario_from_args(args) -> Scenario:  # noqa: F821
     from .config import Scenario
 
     opts = {}

@@ -196,11 +196,9 @@ class Workload:
     def min_memory(self) -> int:
         """Bytes this workload needs to run (validation: the guest must be larger)."""
         p = self.params
-        procs = p["jobs"] * p["proc_rss_mean"] * 3.0
-        return int(
-            p["reserved_low"] + p["base_used"] + p["pagecache_initial"] + procs + p["dirty_bytes"]
-            + 64 * (1 << 20)
-        )
+        procs = p["jobs"] * p["proc_rss_mean"] * 2.0
+        # page cache is reclaimable and touched memory is free: neither is needed
+        return int(p["reserved_low"] + p["base_used"] + procs + p["dirty_bytes"] + (16 << 20))
 
 
 def _parse_wparam(key: str, value):

@@ -44,6 +44,7 @@ __all__ = [
     "profile_for",
     "reproduce",
     "row_id",
+    "run_scenarios",
     "table",
 ]
 
@@ -277,6 +278,54 @@ RUN_FIELDS = (
 )  # fmt: skip
 
 
+def run_scenarios(scenarios: list, *, progress: bool = True, workers: int | None = None) -> list:
+    """Simulate scenarios on several threads and keep the scalars of ``RUN_FIELDS``.
+
+    Parameters
+    ----------
+    scenarios : list of Scenario
+    progress : bool
+        A tqdm progress bar over runs on stderr.
+    workers : int, optional
+        Threads (default: the number of CPUs).  The engine's kernels release the GIL
+        (``nogil=True``), so runs overlap; the first (smallest) run goes alone so that the
+        kernels are compiled once.
+
+    Returns
+    -------
+    list of dict
+        Per scenario, in order: the ``RUN_FIELDS`` values, ``status``, and ``units``.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    from .simulate import simulate
+
+    def one(sc):
+        ds = simulate(sc)
+        out = {k: float(ds[k].values) if k in ds else math.nan for k in RUN_FIELDS}
+        out["status"] = str(ds["status"].values)
+        out["units"] = {k: ds[k].attrs.get("units", "") for k in RUN_FIELDS if k in ds}
+        return out
+
+    n = len(scenarios)
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    results: list = [None] * n
+    with tqdm(total=n, desc="reproduce", unit="run", disable=not progress, file=sys.stderr) as bar:
+        if n:
+            first = min(range(n), key=lambda i: scenarios[i].memory)
+            results[first] = one(scenarios[first])
+            bar.update(1)
+            rest = sorted((i for i in range(n) if i != first), key=lambda i: -scenarios[i].memory)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(one, scenarios[i]): i for i in rest}
+                for f in as_completed(futures):
+                    results[futures[f]] = f.result()
+                    bar.update(1)
+    return results
+
+
 def reproduce(
     seeds: int = 5,
     *,
@@ -284,6 +333,7 @@ def reproduce(
     fast: bool | None = None,
     progress: bool = True,
     published: str | os.PathLike | None = None,
+    workers: int | None = None,
 ) -> xr.Dataset:
     """Run every published configuration in both modes over several seeds.
 
@@ -300,6 +350,8 @@ def reproduce(
         Show a tqdm progress bar on stderr.
     published : path-like, optional
         The published figures (default ``data/published/thread-figures.csv``).
+    workers : int, optional
+        Threads running simulations side by side (default: the number of CPUs).
 
     Returns
     -------
@@ -312,7 +364,6 @@ def reproduce(
         seeds, fast mode, wall time and the published file.
     """
     from .analytic import estimate_scenario
-    from .simulate import simulate_many
 
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise FphintError(f"seeds: a whole number >= 1, got {seeds!r}")
@@ -332,18 +383,12 @@ def reproduce(
         for s in seed_list
     ]
     t0 = time.perf_counter()
-    runs = simulate_many(scenarios, progress=progress)
-    wall = time.perf_counter() - t0
-
     shape = (len(configs), len(MODES), len(seed_list))
-    data = {k: np.full(shape, np.nan) for k in RUN_FIELDS}
-    status = np.empty(shape, dtype=object)
-    for i, ds in enumerate(runs):
-        idx = np.unravel_index(i, shape)
-        for k in RUN_FIELDS:
-            if k in ds:
-                data[k][idx] = float(ds[k].values)
-        status[idx] = str(ds["status"].values)
+    runs = run_scenarios(scenarios, progress=progress, workers=workers)
+    wall = time.perf_counter() - t0
+    data = {k: np.array([r[k] for r in runs], dtype=float).reshape(shape) for k in RUN_FIELDS}
+    status = np.array([r["status"] for r in runs], dtype=object).reshape(shape)
+    units = runs[0]["units"]
 
     pub_t = np.full(shape[:2], np.nan)
     pub_b = np.full(shape[:2], np.nan)
@@ -369,8 +414,7 @@ def reproduce(
 
     dims = ("config", "mode", "seed")
     out = xr.Dataset(
-        {k: (dims, v, {"units": runs[0][k].attrs.get("units", "") if runs and k in runs[0] else ""})
-         for k, v in data.items()},
+        {k: (dims, v, {"units": units.get(k, "")}) for k, v in data.items()},
         coords={
             "config": [c.label for c in configs],
             "mode": list(MODES),
@@ -559,7 +603,9 @@ def _cmd_reproduce(args) -> int:
         raise FphintError(f"--seeds: a whole number >= 1, got {args.seeds}")
     fast = True if args.fast else None
     t0 = time.perf_counter()
-    res = reproduce(args.seeds, profile=args.profile, fast=fast, progress=not args.quiet)
+    res = reproduce(
+        args.seeds, profile=args.profile, fast=fast, progress=not args.quiet, workers=args.jobs
+    )
     out = Path(args.out)
     paths = write_report(res, out, runtime_s=time.perf_counter() - t0)
     if args.json:
@@ -590,6 +636,12 @@ def register_cli(subparsers) -> None:
         "--fast",
         action="store_true",
         help="small guests, one seed (also FPHINT_FAST=1): checks the code path only",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="simulations run side by side (default: number of CPUs)",
     )
     p.add_argument("--json", action="store_true", help="print the table as JSON records")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -154,20 +154,61 @@ def _check(ds, *names):
         )
 
 
-def _state_rgb(counts: np.ndarray, states) -> np.ndarray:
-    """Blend the state colours of each bin by page counts: (..., state) -> (..., 3) RGB.
-
-    Bins without pages (padding) come out white.
-    """
+def _rgb(name: str) -> np.ndarray:
     from matplotlib.colors import to_rgb
 
-    colors = np.array([to_rgb(STATE_COLORS[str(s)]) for s in states])
-    counts = np.asarray(counts, dtype=float)
-    total = counts.sum(axis=-1, keepdims=True)
-    frac = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
-    rgb = frac @ colors
-    rgb[(total == 0)[..., 0]] = 1.0
-    return np.clip(rgb, 0.0, 1.0)
+    return np.array(to_rgb(STATE_COLORS[name]))
+
+
+def page_map_rgb(ds) -> tuple[np.ndarray, np.ndarray]:
+    """Colours of the page map: one RGB pixel per (round, address bin).
+
+    The ``page-map`` counts are two layers.  Where a page lives (``used``, ``free``, ``held``:
+    exclusive, they add up to the pages of the bin) gives the background colour; what the
+    round did to it (``sent`` or ``skipped``) paints over that share of the bin; pages
+    ``dirty`` at the end of the round (written since the last sync) are blended in red with a
+    square-root weight, so that a few dirty pages in a bin stay visible.  Rounds without a map
+    (the stop-and-copy, or rounds past the engine's map cap) are dropped.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run simulated with ``page_map_bins > 0``.
+
+    Returns
+    -------
+    rgb : numpy.ndarray
+        Shape (rounds, bins, 3), floats in [0, 1].
+    rounds : numpy.ndarray
+        Round numbers of the rows.
+    """
+    _check(ds, "page-map")
+    pm = ds["page-map"].transpose("round", "pfn_bin", "page_state")
+    states = _states(ds)
+    c = {s: pm.values[..., i].astype(float) for i, s in enumerate(states)}
+    pages = c["used"] + c["free"] + c["held"]
+    keep = pages.sum(axis=1) > 0
+    rounds_ = ds["round"].values[keep] if "round" in ds.coords else np.flatnonzero(keep) + 1
+    pages = pages[keep]
+    c = {s: v[keep] for s, v in c.items()}
+    denom = np.where(pages > 0, pages, 1.0)[..., None]
+    base = (
+        c["used"][..., None] * _rgb("used")
+        + c["free"][..., None] * _rgb("free")
+        + c["held"][..., None] * _rgb("held")
+    ) / denom
+    sent = np.clip(c["sent"] / denom[..., 0], 0, 1)
+    skipped = np.clip(c["skipped"] / denom[..., 0], 0, 1 - sent)
+    rest = 1.0 - sent - skipped
+    rgb = (
+        sent[..., None] * _rgb("sent")
+        + skipped[..., None] * _rgb("skipped")
+        + rest[..., None] * base
+    )
+    dirty = np.sqrt(np.clip(c["dirty"] / denom[..., 0], 0, 1))[..., None]
+    rgb = (1 - dirty) * rgb + dirty * _rgb("dirty")
+    rgb[pages == 0] = 1.0
+    return np.clip(rgb, 0.0, 1.0), rounds_
 
 
 def _state_legend(ax, states, **kw):
@@ -211,13 +252,10 @@ def page_map(ds, ax=None, legend: bool = True):
     -------
     matplotlib.axes.Axes
     """
-    _check(ds, "page-map")
     ax = _axes(ax)
-    pm = ds["page-map"].transpose("round", "pfn_bin", "page_state").values
-    rgb = _state_rgb(pm, _states(ds))
+    rgb, rounds_ = page_map_rgb(ds)
     mem = _memory_bytes(ds)
     div, unit = size_unit(mem)
-    rounds_ = ds["round"].values if "round" in ds.coords else np.arange(1, pm.shape[0] + 1)
     r0, r1 = (int(rounds_[0]), int(rounds_[-1])) if len(rounds_) else (1, 1)
     ax.imshow(
         rgb,
@@ -259,15 +297,17 @@ def memory_picture(ds, round: int = 1, ax=None, columns: int | None = None, lege
     -------
     matplotlib.axes.Axes
     """
-    _check(ds, "page-map")
     ax = _axes(ax)
-    pm = ds["page-map"].sel(round=round).transpose("pfn_bin", "page_state").values
-    nbins = pm.shape[0]
+    all_rgb, rounds_ = page_map_rgb(ds)
+    if round not in rounds_:
+        raise KeyError(f"no page map for round {round} (mapped rounds: {list(rounds_)})")
+    row = all_rgb[list(rounds_).index(round)]
+    nbins = row.shape[0]
     cols = int(columns or max(1, int(np.ceil(np.sqrt(nbins)))))
     rows = -(-nbins // cols)
-    padded = np.zeros((rows * cols, pm.shape[1]))
-    padded[:nbins] = pm
-    rgb = _state_rgb(padded.reshape(rows, cols, -1), _states(ds))
+    rgb = np.ones((rows * cols, 3))
+    rgb[:nbins] = row
+    rgb = rgb.reshape(rows, cols, 3)
     mem = _memory_bytes(ds)
     bin_bytes = mem / nbins
     row_bytes = bin_bytes * cols
@@ -305,8 +345,7 @@ def page_map_rounds(ds, rounds=None, fig=None, max_rounds: int = 4):
     -------
     matplotlib.figure.Figure
     """
-    _check(ds, "page-map")
-    all_rounds = [int(r) for r in ds["round"].values]
+    all_rounds = [int(r) for r in page_map_rgb(ds)[1]]
     if rounds is None:
         rounds = all_rounds
         if len(rounds) > max_rounds:
@@ -369,21 +408,34 @@ def timeline(legacy=None, hinted=None, fig=None, axes=None):
     tdiv, tunit = time_unit(t_end)
     bmax = max(float(ds["ram-transferred"]) for _, ds, _c in runs)
     bdiv, bunit = size_unit(bmax)
+    pmax = max(float(np.nanmax(ds["pending"].values, initial=0)) for _, ds, _c in runs)
+    pdiv, punit = (
+        (1e6, "million pages")
+        if pmax >= 2e6
+        else ((1e3, "thousand pages") if pmax >= 2e4 else (1.0, "pages"))
+    )
     for name, ds, color in runs:
         t = ds["time"].values / tdiv
         total = float(ds["total-time"])
         label = f"{name}: {format_ms(total)}"
-        ax_p.plot(t, ds["pending"].values, color=color, label=label, lw=1.5)
-        ax_b.plot(t, ds["transferred"].values / bdiv, color=color, label=label, lw=1.5)
-        ax_b.plot([total / tdiv], [float(ds["ram-transferred"]) / bdiv], "o", color=color, ms=5)
+        pend = ds["pending"].values / pdiv
+        sent = ds["transferred"].values / bdiv
+        ax_p.plot(t, pend, color=color, label=label, lw=1.5)
+        ax_b.plot(t, sent, color=color, label=label, lw=1.5)
+        if np.isfinite(total) and len(t):
+            # the trace ends when the VM stops: the stop-and-copy is drawn dashed
+            end_b = float(ds["ram-transferred"]) / bdiv
+            ax_p.plot([t[-1], total / tdiv], [pend[-1], 0], color=color, lw=1, ls="--")
+            ax_b.plot([t[-1], total / tdiv], [sent[-1], end_b], color=color, lw=1, ls="--")
+            ax_b.plot([total / tdiv], [end_b], "o", color=color, ms=5)
         if "round-end" in ds:
             for te in ds["round-end"].values:
                 for ax in (ax_p, ax_b):
                     ax.axvline(te / tdiv, color=color, lw=0.6, ls=":", alpha=0.6)
-    ax_p.set_ylabel("pending (pages)")
+    ax_p.set_ylabel(f"pending ({punit})")
     ax_p.set_ylim(bottom=0)
     ax_p.legend(loc="upper right")
-    ax_p.set_title("pages still to send and bytes sent (dotted: bitmap syncs)")
+    ax_p.set_title("pages still to send and bytes sent (dotted: bitmap syncs; dashed: VM stopped)")
     ax_b.set_ylabel(f"sent ({bunit})")
     ax_b.set_xlabel(f"time since migrate ({tunit})")
     ax_b.set_ylim(bottom=0)
@@ -431,8 +483,12 @@ def race(ds, ax=None, legend: bool = True):
     ax.plot(t, sender, color=LEGACY_COLOR, lw=1.5, label="sender (migration thread)")
     if np.isfinite(hint).any():
         ax.plot(t, hint, color=HINT_COLOR, lw=1.5, label="hint worker (guest)")
-        ahead = np.isfinite(hint) & (hint > sender)
-        behind = np.isfinite(hint) & (hint <= sender)
+        # a block hinted while the worker runs is saved only if the sender has not passed it
+        # yet; once the pass is over (the cursor stops moving) nothing more is hinted
+        valid = np.isfinite(hint)
+        moving = valid & np.r_[valid[:1], np.abs(np.diff(np.nan_to_num(hint, nan=-1.0))) > 0]
+        ahead = valid & (hint > sender)
+        behind = moving & (hint <= sender)
         lo = np.fmin(sender, np.nan_to_num(hint, nan=0.0))
         hi = np.fmax(sender, np.nan_to_num(hint, nan=0.0))
         ax.fill_between(
@@ -503,7 +559,7 @@ def rounds(ds, ax=None, legend: bool = True):
     return ax
 
 
-def explorer_figure(legacy, hinted, shown=None, fig=None):
+def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = True):
     """The explorer's picture: timeline of both modes, the race and the page map of one run.
 
     Parameters
@@ -514,32 +570,46 @@ def explorer_figure(legacy, hinted, shown=None, fig=None):
         The run whose race and page map are drawn (default ``hinted``).
     fig : matplotlib.figure.Figure, optional
         Drawn on (cleared first); a new pyplot figure when omitted.
+    with_page_map : bool
+        Add :func:`page_map` of ``shown`` as a bottom row (the explorer draws it as a separate
+        image instead, which is faster).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    fig = _figure(fig, figsize=(11, 7.5))
+    rows = 3 if with_page_map else 2
+    fig = _figure(fig, figsize=(11, 2.5 * rows))
     fig.clear()
     # fixed margins for the fixed figure size: a layout engine would double the drawing time,
     # which the explorer pays on every update
     fig.set_layout_engine("none")
     shown = hinted if shown is None else shown
     gs = fig.add_gridspec(
-        3, 2, left=0.08, right=0.86, bottom=0.07, top=0.95, hspace=0.6, wspace=0.25
+        rows,
+        2,
+        left=0.08,
+        right=0.83,
+        bottom=0.2 / rows,
+        top=1 - 0.12 / rows,
+        hspace=0.6,
+        wspace=0.25,
     )
     ax_p = fig.add_subplot(gs[0, :])
     ax_b = fig.add_subplot(gs[1, 0])
     ax_r = fig.add_subplot(gs[1, 1])
-    ax_m = fig.add_subplot(gs[2, :])
     timeline(legacy, hinted, axes=(ax_p, ax_b))
-    ax_p.set_title("pending pages (top) and bytes sent (left); dotted: bitmap syncs")
+    ax_p.set_title("pending pages (top) and bytes sent (left); dotted: syncs; dashed: VM stopped")
     ax_p.set_xlabel(ax_b.get_xlabel())
     ax_b.set_title("")
+    ax_p.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     race(shown, ax=ax_r, legend=False)
+    ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
     ax_r.set_title(f"the race, {_label(shown, 'run')}")
-    if "page-map" in shown:
-        page_map(shown, ax=ax_m)
-    else:
-        ax_m.set_axis_off()
+    if with_page_map:
+        ax_m = fig.add_subplot(gs[2, :])
+        if "page-map" in shown:
+            page_map(shown, ax=ax_m)
+        else:
+            ax_m.set_axis_off()
     return fig

@@ -18,12 +18,14 @@ from . import plot
 from .experiments import build_time_table, table
 
 __all__ = [
+    "build_time_frame",
     "markdown_report",
     "plot_errors",
     "plot_published_vs_simulated",
     "plot_reductions",
     "reproduction_widget",
     "save_netcdf",
+    "table_frame",
     "write_report",
 ]
 
@@ -36,6 +38,51 @@ def _fmt(v, nd=0, suffix=""):
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     return f"{v:,.{nd}f}{suffix}"
+
+
+# --------------------------------------------------------------------------------------------
+# Tables as DataFrames (for the notebook)
+# --------------------------------------------------------------------------------------------
+
+_TABLE_COLUMNS = (
+    "config", "hint", "profile", "fitted", "published-ms", "simulated-ms", "simulated-sd-ms",
+    "error-pct", "analytic-ms", "analytic-error-pct", "published-reduction-pct",
+    "simulated-reduction-pct", "completed", "lost-pages",
+)  # fmt: skip
+
+
+def table_frame(res: xr.Dataset):
+    """:func:`fphint_kernels.experiments.table` as a pandas DataFrame (main columns).
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Output of :func:`fphint_kernels.experiments.reproduce`.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    return pd.DataFrame(table(res), columns=list(_TABLE_COLUMNS))
+
+
+def build_time_frame(res: xr.Dataset):
+    """:func:`fphint_kernels.experiments.build_time_table` as a pandas DataFrame.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Output of :func:`fphint_kernels.experiments.reproduce`.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    return pd.DataFrame(build_time_table(res)).set_index("config")
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import ipywidgets as w
 from . import plot
 from .config import HINT_RELEASE, PAGE_POISON, Scenario, available_profiles, available_workloads
 from .errors import FphintError
-from .simulate import simulate, summary
+from .simulate import simulate
 from .units import parse_duration_ms, parse_size
 
 GIB = 1 << 30
@@ -56,7 +56,7 @@ _RELEASE_LABELS = {
     "shrinker": "Linux 5.7+: shrinker may take back",
     "after-pass": "v36 patch: freed after each pass",
 }
-#: rows of the numbers table: (summary key, label, kind)
+#: rows of the numbers table: (variable, label, kind)
 NUMBER_ROWS = (
     ("total-time", "total time", "ms"),
     ("downtime", "downtime", "ms"),
@@ -105,6 +105,66 @@ def _fmt(value, kind: str) -> str:
     return f"{int(value):,}"
 
 
+def scalars(ds) -> dict:
+    """Every scalar (0-d) variable of a run as a plain Python value (str, int or float).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> scalars(xr.Dataset({"total-time": 409.0, "status": "completed"}))
+    {'total-time': 409.0, 'status': 'completed'}
+    """
+    out = {}
+    for name, var in ds.data_vars.items():
+        if var.ndim == 0:
+            v = var.values.item()
+            out[name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def page_map_png(ds, width: int = 792, height: int = 120) -> bytes:
+    """The page map of one run (:func:`fphint_kernels.plot.page_map_rgb`) as PNG bytes.
+
+    One band of pixels per round (round 1 on top), the guest's address space from left (0) to
+    right; drawn with Pillow alone, which is much faster than a Matplotlib figure.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rgb, rounds_ = plot.page_map_rgb(ds)
+    if not len(rounds_):
+        rgb = np.ones((1, 1, 3))
+    band = max(4, height // max(1, len(rounds_)))
+    img = Image.fromarray((rgb * 255).round().astype(np.uint8), mode="RGB")
+    img = img.resize((width, band * rgb.shape[0]), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+def _page_map_title(ds) -> str:
+    _, rounds_ = plot.page_map_rgb(ds)
+    mem = plot._memory_bytes(ds)
+    nbins = ds.sizes.get("pfn_bin", 1)
+    which = "hinting" if int(ds.attrs.get("scenario_hint", 0)) else "legacy"
+    span = f"rounds {rounds_[0]} to {rounds_[-1]}" if len(rounds_) > 1 else "round 1"
+    return (
+        f"<b>guest memory at the end of each round, {which}</b>: guest physical address from "
+        f"0 (left) to {plot.format_bytes(mem)} (right), {plot.format_bytes(mem / nbins)} per "
+        f"pixel column; one band per round, {span} from top to bottom"
+    )
+
+
+def _legend_html() -> str:
+    items = "".join(
+        f'<span style="display:inline-block;width:0.9em;height:0.9em;background:{color};'
+        f'border:1px solid #888;margin:0 0.3em 0 0.9em;vertical-align:middle"></span>'
+        f"{html.escape(plot.STATE_LABELS[name])}"
+        for name, color in plot.STATE_COLORS.items()
+    )
+    return f'<div style="font-size:85%">{items}</div>'
+
+
 def _reduction(legacy: float, hinted: float) -> float | None:
     """Relative saving of hinting, ``1 - hinted / legacy`` (None when legacy is 0)."""
     return None if not legacy else 1.0 - hinted / legacy
@@ -147,8 +207,8 @@ class Explorer:
     controls : dict
         Scenario field name -> widget.
     result : dict or None
-        Numbers of the last update: ``legacy`` and ``hinting`` (:func:`fphint_kernels.summary`
-        dicts), ``reduction`` (relative saving of total-time), ``shown`` (``"hinting"`` or
+        Numbers of the last update: ``legacy`` and ``hinting`` (:func:`scalars` of each
+        run), ``reduction`` (relative saving of total-time), ``shown`` (``"hinting"`` or
         ``"legacy"``) and, for the shown run, ``total-time``, ``downtime``,
         ``ram-transferred``, ``rounds``, ``status``.
     legacy, hinted : xarray.Dataset or None
@@ -329,6 +389,12 @@ class Explorer:
         self.numbers.add_class("fphint-numbers")
         self.image = w.Image(format="png", layout=w.Layout(width="100%", max_width="1100px"))
         self.image.add_class("fphint-figure")
+        self.page_map_title = w.HTML("")
+        self.page_map_image = w.Image(
+            format="png", layout=w.Layout(width="100%", max_width="1100px")
+        )
+        self.page_map_image.add_class("fphint-page-map")
+        self.page_map_legend = w.HTML(_legend_html())
 
         guest = w.VBox(
             [
@@ -363,7 +429,11 @@ class Explorer:
             ],
             layout=w.Layout(width="380px", min_width="340px"),
         )
-        self.panel = w.HBox([left, self.image], layout=w.Layout(width="100%"))
+        right = w.VBox(
+            [self.image, self.page_map_title, self.page_map_image, self.page_map_legend],
+            layout=w.Layout(width="100%"),
+        )
+        self.panel = w.HBox([left, right], layout=w.Layout(width="100%"))
         self.panel.add_class("fphint-explorer")
         if auto_update:
             self.update()
@@ -436,6 +506,7 @@ class Explorer:
         self._set_progress(2, "drawing")
         shown = hinted if self.hint.value else legacy
         png = self.render(legacy, hinted, shown)
+        map_png = page_map_png(shown) if "page-map" in shown else b""
         t2 = time.perf_counter()
         self.legacy, self.hinted = legacy, hinted
         self.error = None
@@ -443,6 +514,8 @@ class Explorer:
         self.numbers.value = self._numbers_html(self.result)
         self.png = png
         self.image.value = png
+        self.page_map_image.value = map_png
+        self.page_map_title.value = _page_map_title(shown)
         self.updates += 1
         self.timings = {"simulate": t1 - t0, "render": t2 - t1, "total": time.perf_counter() - t0}
         self.progress.value = 3
@@ -529,8 +602,8 @@ class Explorer:
         from PIL import Image
 
         with mpl.rc_context(fname=str(plot.STYLE)):
-            fig = Figure(figsize=(11, 7.5), dpi=self.dpi)
-            plot.explorer_figure(legacy, hinted, shown=shown, fig=fig)
+            fig = Figure(figsize=(11, 5), dpi=self.dpi)
+            plot.explorer_figure(legacy, hinted, shown=shown, fig=fig, with_page_map=False)
             canvas = FigureCanvasAgg(fig)
             canvas.draw()
             img = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba())
@@ -540,7 +613,7 @@ class Explorer:
 
     @staticmethod
     def _result(legacy, hinted, show_hint: bool) -> dict:
-        s_l, s_h = summary(legacy), summary(hinted)
+        s_l, s_h = scalars(legacy), scalars(hinted)
         shown = s_h if show_hint else s_l
         out = {
             "legacy": s_l,

@@ -1,0 +1,134 @@
+"""A binary buddy allocator over page frame numbers, orders 0..MAX_ORDER.
+
+Follows Linux ``mm/page_alloc.c``: ``__rmqueue_smallest`` takes a block of the smallest order
+>= the request that has a free block and splits it with ``expand()``, which keeps the lower half
+and puts each upper half back on the free list of its order; ``__free_one_page`` merges a freed
+block with its buddy (``pfn ^ (1 << order)``) while the buddy is a free block of the same order.
+
+Simplification (documented in docs/model.md): the free lists are kept as one bitmap per order
+(one bit per aligned block) and a block is taken from the *highest* address of a list.  Linux
+takes the list head; after boot, ``memblock`` frees memory in ascending order and each max-order
+block is added at the head, so the head is the highest block and the two agree until the
+workload's frees reorder the lists.
+
+Arrays (p = pages):
+``free_order`` int8[p]: order of the free block headed at pfn, -1 otherwise.
+``freemap`` uint64[...]: the per-order bitmaps, order ``k`` at words ``fm_off[k]...``.
+``nr_free`` int64[MAX_ORDER+1]: free blocks per order; ``fm_top`` int64[..]: highest word of
+each order that may be non-zero (a search hint).  ``st["nr_free_pages"]`` counts free pages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._numba import jit
+from .bitmap import ONE, ZERO, clz_index64
+from .state import MAX_ORDER
+
+
+def freemap_layout(n: int):
+    """Word offsets and bit counts of the per-order free bitmaps for ``n`` pages."""
+    off = np.zeros(MAX_ORDER + 2, dtype=np.int64)
+    nbits = np.zeros(MAX_ORDER + 1, dtype=np.int64)
+    for k in range(MAX_ORDER + 1):
+        nbits[k] = n >> k
+        off[k + 1] = off[k] + ((nbits[k] + 63) >> 6) + 1
+    return off, nbits
+
+
+@jit
+def fl_add(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k):
+    """Put the free block (pfn, k) on its free list."""
+    free_order[pfn] = k
+    idx = pfn >> k
+    w = fm_off[k] + (idx >> 6)
+    freemap[w] = freemap[w] | (ONE << np.uint64(idx & 63))
+    if w > fm_top[k]:
+        fm_top[k] = w
+    nr_free[k] += 1
+    st["nr_free_pages"] += 1 << k
+
+
+@jit
+def fl_del(st, free_order, freemap, fm_off, nr_free, pfn, k):
+    """Take the free block (pfn, k) off its free list."""
+    free_order[pfn] = -1
+    idx = pfn >> k
+    w = fm_off[k] + (idx >> 6)
+    freemap[w] = freemap[w] & ~(ONE << np.uint64(idx & 63))
+    nr_free[k] -= 1
+    st["nr_free_pages"] -= 1 << k
+
+
+@jit
+def fl_highest(freemap, fm_off, fm_top, k):
+    """pfn of the highest free block of order k (the list must not be empty)."""
+    w = fm_top[k]
+    lo = fm_off[k]
+    while w >= lo and freemap[w] == ZERO:
+        w -= 1
+    fm_top[k] = w
+    idx = ((w - lo) << 6) + clz_index64(freemap[w])
+    return idx << k
+
+
+@jit
+def buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, k):
+    """Allocate a block of order k; return its pfn or -1 (``__rmqueue_smallest`` + ``expand``)."""
+    j = k
+    while j <= MAX_ORDER and nr_free[j] == 0:
+        j += 1
+    if j > MAX_ORDER:
+        return -1
+    pfn = fl_highest(freemap, fm_off, fm_top, j)
+    fl_del(st, free_order, freemap, fm_off, nr_free, pfn, j)
+    while j > k:
+        j -= 1
+        fl_add(st, free_order, freemap, fm_off, fm_top, nr_free, pfn + (1 << j), j)
+    return pfn
+
+
+@jit
+def buddy_free(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k):
+    """Free the block (pfn, k), merging with free buddies (``__free_one_page``)."""
+    n = st["n"]
+    while k < MAX_ORDER:
+        buddy = pfn ^ (1 << k)
+        if buddy + (1 << k) > n or free_order[buddy] != k:
+            break
+        fl_del(st, free_order, freemap, fm_off, nr_free, buddy, k)
+        if buddy < pfn:
+            pfn = buddy
+        k += 1
+    fl_add(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k)
+
+
+@jit
+def buddy_add_range(st, free_order, freemap, fm_off, fm_top, nr_free, lo, hi):
+    """Give pages [lo, hi) to the allocator as maximal aligned blocks (boot-time freeing)."""
+    pfn = lo
+    while pfn < hi:
+        k = MAX_ORDER
+        while k > 0 and ((pfn & ((1 << k) - 1)) != 0 or pfn + (1 << k) > hi):
+            k -= 1
+        buddy_free(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k)
+        pfn += 1 << k
+
+
+@jit
+def free_page_bitmap(free_order, out):
+    """Set in ``out`` (a page bitmap, cleared first) every page that is inside a free block."""
+    for w in range(out.shape[0]):
+        out[w] = ZERO
+    n = free_order.shape[0]
+    pfn = 0
+    while pfn < n:
+        k = int(free_order[pfn])
+        if k >= 0:
+            size = 1 << k
+            for p in range(pfn, pfn + size):
+                out[p >> 6] = out[p >> 6] | (ONE << np.uint64(p & 63))
+            pfn += size
+        else:
+            pfn += 1

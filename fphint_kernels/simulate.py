@@ -1,0 +1,400 @@
+"""``simulate(scenario) -> xarray.Dataset``: one migration, page by page.
+
+This module validates and converts a :class:`~fphint_kernels.config.Scenario` into arrays,
+runs the kernels of :mod:`fphint_kernels.kernels`, checks that nothing was lost, and returns
+the results in the vocabulary of :mod:`fphint_kernels.variables`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from .config import PAGE_SIZE, HostProfile, Scenario
+from .errors import ScenarioError
+from .kernels import state as S
+from .kernels.bitmap import words_for
+from .kernels.buddy import buddy_add_range, freemap_layout
+from .kernels.precopy import count_lost, count_nonzero, run, start
+from .kernels.rng import seed_streams
+from .kernels.workload import N_BM, workload_init
+from .variables import PAGE_STATES, make_dataset
+
+STATUS = {S.COMPLETED: "completed", S.NOT_CONVERGED: "not-converged", S.FAILED: "failed",
+          S.RUNNING: "running"}
+FAILURES = {S.FAIL_NONE: "", S.FAIL_OOM: "guest out of memory"}
+ROUND_CAP = 20000
+MAP_ROUND_CAP = 256
+RELEASE = {"done": S.REL_DONE, "shrinker": S.REL_SHRINKER, "after-pass": S.REL_AFTER_PASS}
+POISON = {"off": 0, "zero": 1, "pattern": 2}
+FAULT_BITS = {"hint-outside-start": S.F_OUTSIDE_START, "stale-hint-after-sync":
+              S.F_STALE_AFTER_SYNC, "late-dirty-log": S.F_LATE_LOG, "sync-no-rearm": S.F_NO_REARM}
+
+
+def watermarks(managed_pages: int) -> tuple[int, int, int]:
+    """Zone watermarks (min, low, high) in pages, as Linux 4.20 sets them.
+
+    ``min_free_kbytes = int_sqrt(lowmem_kbytes * 16)`` clamped to [128, 65536]
+    (``init_per_zone_wmark_min``); ``low = min + max(min/4, managed * 10/10000)`` and
+    ``high = min + 2 * that`` (``__setup_per_zone_wmarks``, watermark_scale_factor 10).
+    """
+    kbytes = managed_pages * 4
+    min_free_kbytes = min(65536, max(128, math.isqrt(kbytes * 16)))
+    wmin = min_free_kbytes // 4
+    tmp = max(wmin // 4, managed_pages * 10 // 10000)
+    return wmin, wmin + tmp, wmin + 2 * tmp
+
+
+def build_params(scenario: Scenario, profile: HostProfile, trace_interval_ms: float,
+                 step_ms: float) -> tuple[np.ndarray, dict]:
+    """The parameter record of the kernels, and the sizes of the guest's initial state."""
+    wl = scenario.load_workload().params
+    hp = profile.params
+    n = scenario.nr_pages
+    speed = hp["cpu_speed"]
+    prm = S.new_params()
+    r = prm[0]
+    r["downtime_limit"] = scenario.downtime_limit
+    r["max_bandwidth"] = scenario.max_bandwidth
+    r["hint"] = int(scenario.hint)
+    r["init_on_alloc"] = int(scenario.init_on_alloc)
+    r["poison"] = POISON[scenario.page_poison]
+    r["release"] = RELEASE[scenario.hint_release]
+    r["auto_converge"] = int(scenario.auto_converge)
+    r["vcpus"] = scenario.vcpus
+    r["faults"] = sum(FAULT_BITS[f] for f in scenario.faults)
+    r["max_time"] = scenario.max_time
+    r["step_ms"] = step_ms
+    r["trace_ms"] = trace_interval_ms
+    r["t_zero"] = hp["zero_page_ns"] / 1e6 / speed
+    r["t_normal"] = hp["normal_page_ns"] / 1e6 / speed
+    r["link_bytes_per_ms"] = hp["link_bytes_per_s"] / 1e3
+    r["t_word"] = hp["scan_word_ns"] / 1e6 / speed
+    r["t_sync"] = hp["sync_ns_per_page"] * n / 1e6 / speed
+    r["setup_ms"] = (hp["setup_fixed_ms"] + hp["setup_ns_per_page"] * n / 1e6) / speed
+    r["t_switchover"] = hp["switchover_fixed_ms"] / speed
+    r["hint_block_ns"] = hp["hint_block_us"] * 1e3 / speed
+    r["hint_start_ms"] = hp["hint_start_ms"] / speed
+    r["hint_latency_ms"] = hp["hint_host_latency_ms"] / speed
+    r["zero_fill_ns"] = hp["zero_fill_ns_per_page"] / speed
+    r["write_fault_ns"] = hp["write_fault_ns"] / speed
+    r["cpu_speed"] = speed
+    r["intensity"] = wl["intensity"]
+    r["bg_rate"] = wl["background_dirty_pages_per_s"] / 1e3
+    r["bg_hot"] = max(1, int(wl["background_hot"]) // PAGE_SIZE)
+    r["jobs"] = int(wl["jobs"])
+    anon_order = int(wl["anon_order"])
+    r["anon_order"] = anon_order
+    mean_pages = max(1.0, wl["proc_rss_mean"] / PAGE_SIZE)
+    sigma = wl["proc_rss_sigma"]
+    r["rss_mu"] = math.log(mean_pages) - sigma * sigma / 2
+    r["rss_sigma"] = sigma
+    r["rss_cap"] = (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1
+    r["life_ms"] = wl["proc_lifetime_ms"]
+    r["alloc_frac"] = max(1e-3, wl["proc_alloc_frac"])
+    r["rewrite_per_ms"] = wl["proc_rewrite_per_s"] / 1e3
+    pc_order = int(wl["pagecache_order"])
+    r["pc_order"] = pc_order
+    r["pc_rate"] = wl["pagecache_rate"] / PAGE_SIZE / (1 << pc_order) / 1e3
+    r["dl_interval"] = max(1e-3, wl["dirty_interval_ms"])
+    layout = {
+        "reserved_low": int(wl["reserved_low"]) // PAGE_SIZE,
+        "memmap": int(math.ceil(n * wl["memmap_bytes_per_page"] / PAGE_SIZE)),
+        "base": int(wl["base_used"]) // PAGE_SIZE,
+        "pagecache": int(wl["pagecache_initial"]) // PAGE_SIZE,
+        "touched": int(wl["touched_free"]) // PAGE_SIZE + int(wl["fill"] * n),
+        "dirty_loop": int(wl["dirty_bytes"]) // PAGE_SIZE,
+    }
+    if layout["reserved_low"] + layout["memmap"] >= n:
+        raise ScenarioError("memory: too small for the kernel's reserved memory and memmap")
+    return prm, layout
+
+
+class _Run:
+    """All arrays of one run (kept together so a run can be resumed chunk by chunk)."""
+
+    def __init__(self, scenario: Scenario, profile: HostProfile, trace_interval_ms: float,
+                 page_map_bins: int, step_ms: float):
+        n = scenario.nr_pages
+        self.n = n
+        self.prm, lay = build_params(scenario, profile, trace_interval_ms, step_ms)
+        prm = self.prm[0]
+        st = S.new_state()
+        self.st = st
+        s = st[0]
+        s["n"] = n
+        s["reserved_low"] = lay["reserved_low"]
+        s["memmap_start"] = n - lay["memmap"]
+        s["host_status"] = S.S_STOP
+        s["host_cmd"] = S.CMD_ID_MIN - 1
+        s["guest_start_at"] = -1.0
+        nw = words_for(n)
+        self.bm = tuple(np.zeros(nw, dtype=np.uint64) for _ in range(N_BM))
+        self.bm[0][:] = np.uint64(0xFFFFFFFFFFFFFFFF)  # migration bitmap: all ones at setup
+        if n & 63:
+            self.bm[0][-1] = np.uint64((1 << (n & 63)) - 1)
+        s["pending"] = n
+        self.ver_src = np.zeros(n, dtype=np.uint32)
+        self.ver_dst = np.zeros(n, dtype=np.uint32)
+        off, _nbits = freemap_layout(n)
+        self.bd = (
+            np.full(n, -1, dtype=np.int8),
+            np.zeros(int(off[-1]), dtype=np.uint64),
+            off,
+            off[:-1].copy(),
+            np.zeros(S.MAX_ORDER + 1, dtype=np.int64),
+        )
+        buddy_add_range(s, *self.bd, s["reserved_low"], s["memmap_start"])
+        wmin, wlow, whigh = watermarks(int(s["nr_free_pages"]))
+        s["wmark_min"], s["wmark_low"], s["wmark_high"] = wmin, wlow, whigh
+        self.held_blocks = np.zeros((n >> S.MAX_ORDER) + 1, dtype=np.int64)
+        self.pc_ring = np.zeros(max(1, n >> int(prm["pc_order"])), dtype=np.int32)
+        self.base_pool = np.zeros(lay["base"], dtype=np.int32)
+        self.dl_pool = np.zeros(lay["dirty_loop"], dtype=np.int32)
+        jobs = int(prm["jobs"])
+        self.procs = (np.zeros(jobs), np.zeros(jobs), np.zeros(jobs, dtype=np.int64),
+                      np.zeros(jobs, dtype=np.int64), np.zeros(jobs))
+        self.p_pool = np.zeros((jobs, int(prm["rss_cap"]) if jobs else 1), dtype=np.int32)
+        self.rngs = seed_streams(scenario.seed, 2)
+        self.queue = (np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+                      np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+                      np.zeros(S.QUEUE_SIZE, dtype=np.int64), np.zeros(S.QUEUE_SIZE))
+        self.stale = np.zeros(S.QUEUE_SIZE, dtype=np.int64)
+        ntrace = int(math.ceil(scenario.max_time / trace_interval_ms)) + 2
+        self.trace = np.zeros((ntrace, S.N_TRACE))
+        self.trace_t = np.zeros(ntrace)
+        self.rounds = np.zeros((ROUND_CAP, S.N_ROUND))
+        bins = int(page_map_bins)
+        self.pm = np.zeros((MAP_ROUND_CAP if bins else 0, max(bins, 1), S.N_PM), dtype=np.int64)
+        self.pm_free = np.zeros(nw if bins else 1, dtype=np.uint64)
+        tmp = np.zeros((lay["touched"] // 1 + 64, 2), dtype=np.int64) if lay["touched"] else \
+            np.zeros((1, 2), dtype=np.int64)
+        workload_init(s, prm, self.bd, self.bm, self.ver_src, self.held_blocks, self.pc_ring,
+                      self.base_pool, self.dl_pool, self.procs, self.p_pool, self.rngs[1],
+                      lay["touched"], lay["pagecache"], tmp)
+        self.zero_at_start = n - count_nonzero(self.bm)
+        self.free_at_start = int(s["nr_free_pages"])
+        if s["status"] == S.RUNNING:
+            start(s, prm)
+
+    def state_bytes(self) -> int:
+        """Bytes of per-page engine state (the arrays that grow with the guest)."""
+        arrays = [self.ver_src, self.ver_dst, *self.bd, *self.bm, self.held_blocks, self.pc_ring,
+                  self.pm_free]
+        return int(sum(a.nbytes for a in arrays))
+
+    def advance(self, stop_at: float) -> None:
+        s = self.st[0]
+        if s["status"] != S.RUNNING:
+            return
+        run(s, self.prm[0], self.bd, self.bm, self.ver_src, self.ver_dst, self.held_blocks,
+            self.pc_ring, self.base_pool, self.dl_pool, self.procs, self.p_pool, self.rngs,
+            self.queue, self.stale, self.trace, self.trace_t, self.rounds, self.pm, self.pm_free,
+            float(stop_at))
+
+    @property
+    def running(self) -> bool:
+        return self.st[0]["status"] == S.RUNNING
+
+
+def simulate(scenario: Scenario, *, profile: HostProfile | None = None,
+             trace_interval_ms: float = 10.0, page_map_bins: int = 0, step_ms: float = 1.0,
+             progress: bool = False):
+    """Simulate one pre-copy migration of ``scenario``.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        What to migrate and how (validated on construction).
+    profile : HostProfile, optional
+        Host costs; default: ``HostProfile.load(scenario.profile)``.
+    trace_interval_ms : float
+        Sampling period of the per-time trace (dim ``time``).
+    page_map_bins : int
+        If > 0, record ``page-map`` (pages per address bin and state at the end of each round,
+        up to 256 rounds).  Costs one pass over the guest per round.
+    step_ms : float
+        Step in which guest and migration thread alternate (the race's time resolution).
+    progress : bool
+        Show a tqdm progress bar over simulated time.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables of :mod:`fphint_kernels.variables`; scenario and profile in ``attrs``.
+
+    Notes
+    -----
+    The algorithms followed (QEMU 4.0 ``migration/ram.c``, ``hw/virtio/virtio-balloon.c``;
+    Linux 4.20 ``drivers/virtio/virtio_balloon.c``, ``mm/page_alloc.c``) and the
+    simplifications made are listed in ``docs/model.md``.
+
+    Examples
+    --------
+    >>> from fphint_kernels import Scenario, simulate
+    >>> ds = simulate(Scenario(memory="256M", hint=True, seed=3))
+    >>> str(ds["status"].values), int(ds["lost-pages"])
+    ('completed', 0)
+    """
+    if not isinstance(scenario, Scenario):
+        raise ScenarioError("simulate() takes a Scenario")
+    if not (trace_interval_ms > 0 and step_ms > 0):
+        raise ScenarioError("trace_interval_ms and step_ms must be > 0")
+    if isinstance(page_map_bins, bool) or int(page_map_bins) < 0:
+        raise ScenarioError("page_map_bins must be a whole number >= 0")
+    profile = profile or scenario.load_profile()
+    rn = _Run(scenario, profile, float(trace_interval_ms), int(page_map_bins), float(step_ms))
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunk = 1000.0
+        with tqdm(total=round(scenario.max_time / 1000), unit="s", desc="simulated time",
+                  leave=False) as bar:
+            t = 0.0
+            while rn.running:
+                t += chunk
+                rn.advance(t)
+                bar.update(1)
+    else:
+        rn.advance(scenario.max_time + 1.0)
+    return _to_dataset(scenario, profile, rn)
+
+
+def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
+    s = rn.st[0]
+    prm = rn.prm[0]
+    status = int(s["status"])
+    lost, stale_free = count_lost(s, rn.bm, rn.bd[0], rn.ver_src, rn.ver_dst,
+                                  np.zeros_like(rn.bm[0]), int(prm["poison"]))
+    completed = status == S.COMPLETED
+    nan = float("nan")
+    total = float(s["end_time"]) if status != S.FAILED else nan
+    downtime = float(s["end_time"] - s["downtime_start"]) if completed else nan
+    setup = float(s["setup_time"]) if s["setup_done"] else nan
+    moving = (total - setup) if completed else nan
+    mbps = float(s["bytes"]) * 8 / moving / 1000 if completed and moving > 0 else nan
+    overhead_ns = float(s["write_faults"]) * prm["write_fault_ns"] + float(s["hint_cpu_ns"])
+    data = {
+        "status": np.array(STATUS[status]),
+        "total-time": total,
+        "downtime": downtime,
+        "setup-time": setup,
+        "expected-downtime": float(s["expected_downtime"]) if completed else nan,
+        "ram-transferred": np.int64(s["bytes"]),
+        "ram-duplicate": np.int64(s["dup"]),
+        "ram-normal": np.int64(s["normal"]),
+        "ram-normal-bytes": np.int64(s["normal"]) * PAGE_SIZE,
+        "dirty-sync-count": np.int64(s["sync_count"]),
+        "mbps": mbps,
+        "cpu-throttle-percentage": float(s["throttle"]) * 100,
+        "hinted-pages": np.int64(s["hinted"]),
+        "skipped-pages": np.int64(s["skipped"]),
+        "lost-pages": np.int64(lost),
+        "stale-free-pages": np.int64(stale_free),
+        "rounds": np.int64(max(0, int(s["n_rounds"]) - (1 if completed else 0))),
+        "hint-cpu-time": float(s["hint_cpu_ns"]) / 1e6,
+        "zeroing-cpu-time": float(s["zero_cpu_ns"]) / 1e6,
+        "write-faults": np.int64(s["write_faults"]),
+        "guest-overhead-time": overhead_ns / 1e6,
+        "held-pages-max": np.int64(s["held_max"]),
+        "zero-pages-at-start": np.int64(rn.zero_at_start),
+        "free-pages-at-start": np.int64(rn.free_at_start),
+        "nr-pages": np.int64(rn.n),
+        "failure": np.array(FAILURES[int(s["failure"])]),
+    }
+    nr = min(int(s["n_rounds"]), ROUND_CAP)
+    rd = rn.rounds[:nr]
+    data.update({
+        "round-start": rd[:, S.R_START],
+        "round-end": rd[:, S.R_END],
+        "round-duplicate": rd[:, S.R_DUP].astype(np.int64),
+        "round-normal": rd[:, S.R_NORMAL].astype(np.int64),
+        "round-bytes": rd[:, S.R_BYTES].astype(np.int64),
+        "round-skipped": rd[:, S.R_SKIPPED].astype(np.int64),
+        "round-dirtied": rd[:, S.R_DIRTIED].astype(np.int64),
+        "round-pending-after-sync": rd[:, S.R_PENDING].astype(np.int64),
+        "round-threshold": rd[:, S.R_THRESH],
+        "round-bandwidth": rd[:, S.R_BW],
+    })
+    nt = int(s["n_trace"])
+    tr = rn.trace[:nt]
+    names = ["pending", "transferred", "sender-pfn", "hint-pfn", "free-pages", "held-pages",
+             "dirty-log-pages", "round-index"]
+    for i, name in enumerate(names):
+        data[name] = tr[:, i]
+    coords = {"round": np.arange(1, nr + 1), "time": rn.trace_t[:nt].copy()}
+    if rn.pm.shape[0]:
+        nm = int(s["n_map"])
+        data["page-map"] = rn.pm[:nm]
+        coords["pfn_bin"] = (np.arange(rn.pm.shape[1]) * rn.n) // rn.pm.shape[1]
+        coords["page_state"] = list(PAGE_STATES)
+        if nm < nr:  # the map covers the first rounds only
+            data["page-map"] = np.concatenate(
+                [rn.pm[:nm], np.zeros((nr - nm,) + rn.pm.shape[1:], dtype=np.int64)])
+    attrs = scenario.to_attrs()
+    attrs.update({f"profile_{k}": float(v) for k, v in profile.params.items()})
+    attrs["profile_name"] = profile.name
+    attrs["engine"] = "fphint_kernels 0.1.0"
+    attrs["state_bytes_per_page"] = rn.state_bytes() / rn.n
+    attrs["note_last_round"] = "the last round is stop-and-copy (VM stopped)" if completed else ""
+    ds = make_dataset(data, coords=coords, attrs=attrs)
+    ds["time"].attrs["units"] = "ms"
+    ds["round"].attrs["description"] = "round number; rounds end at bitmap syncs"
+    return ds
+
+
+def simulate_many(scenarios: Iterable[Scenario], *, progress: bool = True, desc: str = "runs",
+                  **kwargs) -> list:
+    """Simulate several scenarios in turn, with a progress bar over runs."""
+    scenarios = list(scenarios)
+    it = scenarios
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(scenarios, desc=desc, unit="run")
+    return [simulate(sc, **kwargs) for sc in it]
+
+
+def summary(ds) -> dict:
+    """The query-migrate-like JSON object of a run (what ``fphint simulate --json`` prints)."""
+
+    def num(name):
+        v = ds[name].values.item()
+        if isinstance(v, float):
+            return None if math.isnan(v) else round(v, 3)
+        return int(v)
+
+    return {
+        "status": str(ds["status"].values),
+        "total-time": num("total-time"),
+        "downtime": num("downtime"),
+        "setup-time": num("setup-time"),
+        "expected-downtime": num("expected-downtime"),
+        "dirty-sync-count": num("dirty-sync-count"),
+        "mbps": num("mbps"),
+        "ram": {
+            "transferred": num("ram-transferred"),
+            "duplicate": num("ram-duplicate"),
+            "normal": num("ram-normal"),
+            "normal-bytes": num("ram-normal-bytes"),
+        },
+        "rounds": num("rounds"),
+        "hinted-pages": num("hinted-pages"),
+        "skipped-pages": num("skipped-pages"),
+        "lost-pages": num("lost-pages"),
+        "stale-free-pages": num("stale-free-pages"),
+        "guest-overhead-time": num("guest-overhead-time"),
+        "failure": str(ds["failure"].values),
+        "scenario": {
+            "memory": int(ds.attrs["scenario_memory"]),
+            "workload": ds.attrs["scenario_workload"],
+            "downtime-limit": float(ds.attrs["scenario_downtime_limit"]),
+            "max-bandwidth": float(ds.attrs["scenario_max_bandwidth"]),
+            "hint": bool(ds.attrs["scenario_hint"]),
+            "init-on-alloc": bool(ds.attrs["scenario_init_on_alloc"]),
+            "profile": ds.attrs["profile_name"],
+            "seed": int(ds.attrs["scenario_seed"]),
+        },
+    }
