@@ -260,6 +260,9 @@ class Explorer:
         self._auto = False
         self._progress_text = ""
         self._progress_t0 = time.perf_counter()
+        self._step = (0, self._progress_t0, None)
+        self._speed = {}
+        self._simulated = 0
 
         style = {"description_width": "9em"}
         wide = w.Layout(width="100%")
@@ -376,10 +379,10 @@ class Explorer:
 
         self.status = w.HTML(value="", layout=wide)
         self.status.add_class("fphint-status")
-        self.progress = w.IntProgress(
-            value=0,
-            min=0,
-            max=3,
+        self.progress = w.FloatProgress(
+            value=0.0,
+            min=0.0,
+            max=1.0,
             description="",
             bar_style="info",
             layout=w.Layout(width="100%", visibility="hidden"),
@@ -473,17 +476,31 @@ class Explorer:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        self._set_progress(step, f"simulating {'hinting' if sc.hint else 'legacy'} ({step + 1}/2)")
+        speed = self._speed.get(sc.hint)
+        self._set_progress(
+            step,
+            f"simulating {'hinting' if sc.hint else 'legacy'} ({step + 1}/2)",
+            None if speed is None else speed * sc.nr_pages,
+        )
+        t0 = time.perf_counter()
         ds = simulate(sc, trace_interval_ms=interval, page_map_bins=self.page_map_bins)
+        dt = time.perf_counter() - t0
+        if self._simulated:  # the first run of a process includes the Numba compilation
+            old = self._speed.get(sc.hint)
+            new = dt / sc.nr_pages
+            self._speed[sc.hint] = new if old is None else 0.5 * (old + new)
+        self._simulated += 1
         with self._lock:
             self._cache[key] = ds
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return ds
 
-    def _set_progress(self, step: int, text: str):
-        self.progress.value = step
+    def _set_progress(self, step: int, text: str, estimate: float | None = None):
+        """Enter step ``step`` of 3 (legacy, hinting, drawing), expected to take ``estimate`` s."""
+        self.progress.value = step / 3
         self._progress_text = text
+        self._step = (step, time.perf_counter(), estimate)
 
     def update(self) -> dict | None:
         """Simulate both modes of the scenario the controls describe and redraw.
@@ -518,7 +535,7 @@ class Explorer:
         self.page_map_title.value = _page_map_title(shown)
         self.updates += 1
         self.timings = {"simulate": t1 - t0, "render": t2 - t1, "total": time.perf_counter() - t0}
-        self.progress.value = 3
+        self.progress.value = 1.0
         self.progress.layout.visibility = "hidden"
         self.status.value = (
             f"{html.escape(sc_hint.workload)}, {plot.format_bytes(sc_hint.memory)}: "
@@ -546,7 +563,7 @@ class Explorer:
                 return
             self._again = False
             self._worker = threading.Thread(target=self._work, name="fphint-explorer", daemon=True)
-            self.progress.value = 0
+            self.progress.value = 0.0
             self.progress.layout.visibility = "visible"
             self._worker.start()
         threading.Thread(target=self._tick, args=(self._worker,), daemon=True).start()
@@ -558,6 +575,7 @@ class Explorer:
             except Exception as exc:  # keep the panel alive; show what went wrong
                 self.error = f"{type(exc).__name__}: {exc}"
                 self.status.value = f'<span style="color:#b00">{html.escape(self.error)}</span>'
+                self.progress.layout.visibility = "hidden"
             with self._lock:
                 if not self._again:
                     return
@@ -568,8 +586,17 @@ class Explorer:
         while worker.is_alive():
             worker.join(period)
             if worker.is_alive():
-                elapsed = time.perf_counter() - self._progress_t0
-                self.status.value = f"{html.escape(self._progress_text)}: {elapsed:.1f} s ..."
+                now = time.perf_counter()
+                step, since, estimate = self._step
+                left = ""
+                frac = 0.0
+                if estimate:
+                    frac = min(0.95, (now - since) / estimate)
+                    left = f", about {max(0.0, estimate - (now - since)):.0f} s left in this step"
+                self.progress.value = (step + frac) / 3
+                self.status.value = (
+                    f"{html.escape(self._progress_text)}: {now - self._progress_t0:.1f} s{left}"
+                )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a background update to finish; True when none is running any more."""
