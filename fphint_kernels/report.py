@@ -116,8 +116,8 @@ def plot_published_vs_simulated(res: xr.Dataset, ax=None):
     for k, mode in enumerate(res["mode"].values):
         pub = res["published-total-time"].sel(mode=mode).values
         mean = sim.sel(mode=mode).mean("seed").values
-        lo = mean - sim.sel(mode=mode).min("seed").values
-        hi = sim.sel(mode=mode).max("seed").values - mean
+        lo = np.maximum(mean - sim.sel(mode=mode).min("seed").values, 0.0)
+        hi = np.maximum(sim.sel(mode=mode).max("seed").values - mean, 0.0)
         off = (k - 1) * 2 * width
         colour = _MODE_COLOURS.get(str(mode), None)
         ax.bar(
@@ -229,7 +229,7 @@ def plot_errors(res: xr.Dataset, ax=None):
 
 
 def save_netcdf(res: xr.Dataset, path: str | Path) -> Path:
-    """Write the reproduction Dataset to netCDF (h5netcdf); booleans become int8.
+    """Write the reproduction Dataset to netCDF (see :func:`netcdf_engine`); booleans become int8.
 
     Parameters
     ----------
@@ -245,8 +245,24 @@ def save_netcdf(res: xr.Dataset, path: str | Path) -> Path:
         if v.dtype == bool:
             out[k] = v.astype("int8")
     path = Path(path)
-    out.to_netcdf(path, engine="h5netcdf")
+    out.to_netcdf(path, engine=netcdf_engine())
     return path
+
+
+def netcdf_engine() -> str | None:
+    """The first netCDF backend that can be imported: netCDF4, then h5netcdf (needs h5py).
+
+    Returns
+    -------
+    str or None
+        ``None`` lets xarray choose (scipy writes netCDF3).
+    """
+    import importlib.util
+
+    for engine, module in (("netcdf4", "netCDF4"), ("h5netcdf", "h5py")):
+        if importlib.util.find_spec(module) is not None:
+            return engine
+    return None
 
 
 def _row_line(r: dict) -> str:
@@ -460,7 +476,7 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot.use_style()
-    written = []
+    written = [save_netcdf(res, out / "reproduction.nc")]
     figures = []
     for name, fn in (
         ("total-time.png", plot_published_vs_simulated),
@@ -472,7 +488,6 @@ def write_report(
         plt.close(fig)
         figures.append(name)
         written.append(out / name)
-    written.append(save_netcdf(res, out / "reproduction.nc"))
     (out / "table.json").write_text(json.dumps(table(res), indent=2) + "\n")
     written.append(out / "table.json")
     (out / "report.md").write_text(markdown_report(res, runtime_s, figures))

@@ -97,19 +97,16 @@ def test_bad_rows_are_one_line_errors(tmp_path, edit, message):
         experiments.load_published(path)
 
 
-def fake_simulate_many(scenarios, progress=False):
+def fake_simulate(sc, **kw):
     """Stand-in engine: total-time is a function of the scenario only (plumbing test)."""
-    out = []
-    for sc in scenarios:
-        t = sc.memory / 2**20 * (0.1 if sc.hint else 0.3) + sc.seed
-        out.append(xr.Dataset({
-            "status": ((), "completed"),
-            "total-time": ((), t, {"units": "ms"}),
-            "lost-pages": ((), 0),
-            "guest-overhead-time": ((), 1.0),
-            "held-pages-max": ((), 0),
-        }))  # fmt: skip
-    return out
+    t = sc.memory / 2**20 * (0.1 if sc.hint else 0.3) + sc.seed
+    return xr.Dataset({
+        "status": ((), "completed"),
+        "total-time": ((), t, {"units": "ms"}),
+        "lost-pages": ((), 0),
+        "guest-overhead-time": ((), 1.0),
+        "held-pages-max": ((), 0),
+    })  # fmt: skip
 
 
 def test_the_reproduction_reads_the_published_file(tmp_path, monkeypatch):
@@ -123,7 +120,7 @@ def test_the_reproduction_reads_the_published_file(tmp_path, monkeypatch):
         w.writeheader()
         w.writerows(rows)
     # fk.simulate is the function; the engine module is in sys.modules
-    monkeypatch.setattr(sys.modules["fphint_kernels.simulate"], "simulate_many", fake_simulate_many)
+    monkeypatch.setattr(sys.modules["fphint_kernels.simulate"], "simulate", fake_simulate)
     res = experiments.reproduce(2, published=path, progress=False, fast=False)
     table = experiments.table(res)
     want = {

@@ -1,0 +1,119 @@
+"""Calibration (fphint_kernels.calibrate) and the fitted profiles in data/profiles/."""
+
+import csv
+import json
+
+import pytest
+
+import fphint_kernels as fk
+from fphint_kernels import calibrate, experiments
+from fphint_kernels.cli import main
+from fphint_kernels.config import PROFILE_PARAMS, data_dir
+
+
+def published(metric, **match):
+    with open(data_dir() / "published" / experiments.PUBLISHED_FILE, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["metric"] == metric]
+    return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def legacy_build_ratio():
+    (v36,) = published("build-time", patch_version="v36", mode="legacy", guest_ram="8G")
+    (v37,) = published("build-time", patch_version="v37", mode="legacy", guest_ram="8G")
+    return float(v36["value"]) / float(v37["value"])
+
+
+def test_testbed_speed_is_the_ratio_of_the_legacy_build_times():
+    ratio, rows = calibrate.testbed_speed()
+    assert ratio == pytest.approx(legacy_build_ratio())
+    assert 0.5 < ratio < 0.7  # 5.2 min vs 8.7 min
+    assert rows == [
+        "v36/8G/2s/kernel-build/legacy/build-time",
+        "v37/8G/400ms/kernel-build/legacy/build-time",
+    ]
+
+
+def test_derived_profile_differs_only_in_cpu_speed(tmp_path):
+    path = calibrate.derive_testbed_profile(base="v36", name="v37-test", out_dir=tmp_path)
+    doc = json.loads(path.read_text())
+    new = fk.HostProfile.from_dict(doc)
+    base = fk.HostProfile.load("v36")
+    for k in PROFILE_PARAMS:
+        if k != "cpu_speed":
+            assert new.params[k] == pytest.approx(base.params[k], rel=1e-5), k
+    assert new.params["cpu_speed"] == pytest.approx(
+        base.params["cpu_speed"] * legacy_build_ratio(), rel=1e-5
+    )
+    cal = doc["provenance"]["calibration"]
+    assert cal["rows"] == []  # no v37 migration time is used
+    assert len(cal["cpu_speed_rows"]) == 2
+
+
+def test_the_default_profile_is_fitted_on_the_four_v36_migration_times():
+    prof = fk.HostProfile.load("v36")
+    cal = dict(prof.provenance)["calibration"]
+    want = {experiments.row_id(r) for r in published("total-time", patch_version="v36")}
+    assert len(want) == 4
+    assert set(cal["rows"]) == want
+    assert cal["start_profile"] == "prior"
+    prior = fk.HostProfile.load("prior")
+    free = set(cal["free_params"])
+    assert free and len(free) < len(want)  # fewer parameters than targets
+    for k in PROFILE_PARAMS:
+        if k in free:
+            lo, hi = calibrate.BOUNDS[k]
+            assert lo <= prof.params[k] <= hi, k
+        else:
+            assert prof.params[k] == pytest.approx(prior.params[k]), f"{k} is not free"
+    pub = {experiments.row_id(r): float(r["value"]) for r in published("total-time")}
+    for t in cal["targets"]:
+        assert t["published_ms"] == pub[t["row"]]
+        assert t["residual_pct"] == pytest.approx(
+            (t["simulated_ms_mean"] / t["published_ms"] - 1) * 100, abs=0.05
+        )
+
+
+def test_the_v37_profile_is_the_v36_profile_on_a_slower_testbed():
+    v36, v37 = fk.HostProfile.load("v36"), fk.HostProfile.load("v37")
+    assert v37.params["cpu_speed"] == pytest.approx(
+        v36.params["cpu_speed"] * legacy_build_ratio(), rel=1e-5
+    )
+    assert {k: v for k, v in v37.params.items() if k != "cpu_speed"} == pytest.approx(
+        {k: v for k, v in v36.params.items() if k != "cpu_speed"}, rel=1e-5
+    )
+    assert dict(v37.provenance)["calibration"]["rows"] == []
+
+
+def test_fit_recovers_a_known_parameter():
+    """Targets simulated with a known zero-page cost; the fit from a wrong start must find it."""
+    truth = fk.HostProfile.load("prior").with_params(zero_page_ns=900.0)
+    cfg = experiments.Config(
+        source="synthetic",
+        patch_version="synthetic",
+        memory="1G",
+        downtime_limit="2s",
+        workload="idle",
+        vcpus=4,
+        max_bandwidth="100G",
+    )
+    targets = []
+    for hint in (False, True):
+        t = calibrate.Target(f"synthetic/{hint}", cfg, hint, 1.0)
+        ms = calibrate.simulate_targets(truth, [t], [1])[0, 0]
+        targets.append(calibrate.Target(t.row, cfg, hint, ms))
+    start = fk.HostProfile.load("prior").with_params(zero_page_ns=400.0)
+    fit = calibrate.fit_profile(targets, start, ("zero_page_ns",), seeds=1, max_evals=40)
+    assert fit.profile.params["zero_page_ns"] == pytest.approx(900.0, rel=0.05)
+    assert abs(fit.residuals_pct).max() < 2.0
+    assert fit.nfev <= 41
+    assert fit.profile.params["normal_page_ns"] == start.params["normal_page_ns"]
+
+
+def test_bad_input_is_one_line(capsys):
+    assert main(["calibrate", "--free", "bogus", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter 'bogus'" in err and err.count("\n") == 1
+    with pytest.raises(fk.FphintError):
+        calibrate.published_targets("v99")
+    with pytest.raises(fk.FphintError):
+        calibrate.fit_profile([], fk.HostProfile.load("prior"), ("zero_page_ns",), method="newton")
