@@ -90,7 +90,7 @@ def size_unit(nbytes: float) -> tuple[float, str]:
     (1048576, 'MiB')
     """
     for shift, name in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
-        if nbytes >= 2 << shift:
+        if nbytes >= 1 << shift:
             return 1 << shift, name
     return 1, "B"
 
@@ -366,18 +366,24 @@ def page_map_rounds(ds, rounds=None, fig=None, max_rounds: int = 4):
 # ---- time lines ---------------------------------------------------------------------------
 
 
-def _runs(legacy, hinted):
+#: colours of further runs given by name (after legacy and hinting)
+EXTRA_COLORS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+
+def _runs(legacy, hinted, runs=None):
     out = []
     if legacy is not None:
         out.append(("legacy", legacy, LEGACY_COLOR))
     if hinted is not None:
         out.append(("hinting", hinted, HINT_COLOR))
+    for i, (name, ds) in enumerate((runs or {}).items()):
+        out.append((str(name), ds, EXTRA_COLORS[i % len(EXTRA_COLORS)]))
     if not out:
         raise ValueError("give at least one run")
     return out
 
 
-def timeline(legacy=None, hinted=None, fig=None, axes=None):
+def timeline(legacy=None, hinted=None, fig=None, axes=None, runs=None):
     """Pending pages (top) and bytes sent (bottom) over time, both modes on one figure.
 
     Dotted vertical lines mark each run's bitmap syncs (``round-end``); a dot marks its
@@ -386,25 +392,27 @@ def timeline(legacy=None, hinted=None, fig=None, axes=None):
     Parameters
     ----------
     legacy, hinted : xarray.Dataset, optional
-        The run without and with free page hinting (at least one).
+        The run without and with free page hinting.
     fig : matplotlib.figure.Figure, optional
         Draw on two new axes of this figure.
     axes : pair of matplotlib.axes.Axes, optional
         Draw on these instead.
+    runs : dict of str to xarray.Dataset, optional
+        Further runs, labelled by their keys (at least one run in all).
 
     Returns
     -------
     tuple of matplotlib.axes.Axes
         (pending axes, transferred axes)
     """
-    runs = _runs(legacy, hinted)
+    runs = _runs(legacy, hinted, runs)
     for _, ds, _c in runs:
         _check(ds, "pending", "transferred")
     if axes is None:
         fig = _figure(fig, figsize=(8, 5), layout="constrained")
         axes = fig.subplots(2, 1, sharex=True)
     ax_p, ax_b = axes
-    t_end = max(float(ds["total-time"]) for _, ds, _c in runs)
+    t_end = max(float(np.nan_to_num(ds["total-time"].values)) for _, ds, _c in runs)
     tdiv, tunit = time_unit(t_end)
     bmax = max(float(ds["ram-transferred"]) for _, ds, _c in runs)
     bdiv, bunit = size_unit(bmax)
@@ -441,6 +449,29 @@ def timeline(legacy=None, hinted=None, fig=None, axes=None):
     ax_b.set_ylim(bottom=0)
     ax_b.set_xlim(left=0)
     return ax_p, ax_b
+
+
+def _before_last_change(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """True for samples taken before the last change of ``values`` within their ``group``.
+
+    Used to tell a hint cursor that is still moving (the worker is hinting) from one that has
+    stopped (its pass is over).
+
+    Examples
+    --------
+    >>> _before_last_change(np.array([5.0, 4, 4, 3, 3, 3]), np.zeros(6)).tolist()
+    [True, True, True, True, False, False]
+    """
+    v = np.nan_to_num(np.asarray(values, dtype=float), nan=-1.0)
+    g = np.asarray(group)
+    out = np.zeros(len(v), dtype=bool)
+    changed = np.r_[False, (v[1:] != v[:-1]) & (g[1:] == g[:-1])]
+    for grp in np.unique(g):
+        idx = np.flatnonzero(g == grp)
+        hits = idx[changed[idx]]
+        if hits.size:
+            out[idx[idx <= hits[-1]]] = True
+    return out
 
 
 def race(ds, ax=None, legend: bool = True):
@@ -486,7 +517,9 @@ def race(ds, ax=None, legend: bool = True):
         # a block hinted while the worker runs is saved only if the sender has not passed it
         # yet; once the pass is over (the cursor stops moving) nothing more is hinted
         valid = np.isfinite(hint)
-        moving = valid & np.r_[valid[:1], np.abs(np.diff(np.nan_to_num(hint, nan=-1.0))) > 0]
+        moving = valid & _before_last_change(
+            hint, ds["round-index"].values if "round-index" in ds else np.zeros(len(hint))
+        )
         ahead = valid & (hint > sender)
         behind = moving & (hint <= sender)
         lo = np.fmin(sender, np.nan_to_num(hint, nan=0.0))
@@ -545,18 +578,121 @@ def rounds(ds, ax=None, legend: bool = True):
     sent = ds["round-bytes"].values.astype(float)
     pend = ds["round-pending-after-sync"].values.astype(float) * NORMAL_PAGE_WIRE
     thr = ds["round-threshold"].values.astype(float)
+    positive = np.concatenate([v[v > 0] for v in (sent, pend, thr)])
     w = 0.38
-    ax.bar(r - w / 2, np.maximum(sent, 1), w, color="#0072B2", label="sent in the round")
-    ax.bar(r + w / 2, np.maximum(pend, 1), w, color="#D55E00", label="pending after its sync")
-    ax.plot(r, np.maximum(thr, 1), "k_", ms=18, mew=2, label="threshold (bw x downtime-limit)")
+    # zero-height bars have no place on a log axis: they are left out
+    ax.bar(
+        r - w / 2, np.where(sent > 0, sent, np.nan), w, color="#0072B2", label="sent in the round"
+    )
+    ax.bar(
+        r + w / 2,
+        np.where(pend > 0, pend, np.nan),
+        w,
+        color="#D55E00",
+        label="pending after its sync",
+    )
+    ax.plot(
+        r,
+        np.where(thr > 0, thr, np.nan),
+        "k_",
+        ms=18,
+        mew=2,
+        label="threshold (bandwidth x downtime-limit)",
+    )
     ax.set_yscale("log")
-    ax.set_xticks(r)
+    if positive.size:
+        ax.set_ylim(positive.min() / 3, positive.max() * 3)
+    labels = [str(int(x)) for x in r]
+    if labels and str(ds["status"].values) == "completed":
+        labels[-1] += "\n(VM stopped)"
+    ax.set_xticks(r, labels)
     ax.set_xlabel("round")
     ax.set_ylabel("bytes (4104 per pending page)")
     ax.set_title(f"rounds and threshold, {_label(ds, 'run')}")
     if legend:
         ax.legend(loc="best", fontsize="small")
     return ax
+
+
+def compare(runs, keys=("total-time", "downtime", "ram-transferred"), fig=None):
+    """Bar charts of a few scalar results for named runs, one panel per result.
+
+    Parameters
+    ----------
+    runs : dict of str to xarray.Dataset
+        Runs by label, drawn in this order.
+    keys : sequence of str
+        Scalar variables (their ``units`` attribute picks the axis unit: ms or bytes).
+    fig : matplotlib.figure.Figure, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not runs:
+        raise ValueError("give at least one run")
+    names = list(runs)
+    fig = _figure(
+        fig, figsize=(3.2 * len(keys) + 0.6, 0.45 * len(names) + 1.6), layout="constrained"
+    )
+    axes = fig.subplots(1, len(keys), squeeze=False, sharey=True)[0]
+    colors = [
+        LEGACY_COLOR if "legacy" in n else HINT_COLOR if "hint" in n else EXTRA_COLORS[i % 5]
+        for i, n in enumerate(names)
+    ]
+    y = np.arange(len(names))
+    for ax, key in zip(axes, keys, strict=True):
+        vals = np.array([float(runs[n][key]) for n in names])
+        units = runs[names[0]][key].attrs.get("units", "")
+        if units == "bytes":
+            div, unit = size_unit(np.nanmax(vals) if np.isfinite(vals).any() else 1)
+        elif units == "ms":
+            div, unit = time_unit(np.nanmax(vals) if np.isfinite(vals).any() else 1)
+        else:
+            div, unit = 1.0, units
+        ax.barh(y, vals / div, color=colors)
+        for yi, v in zip(y, vals, strict=True):
+            ax.text(
+                v / div if np.isfinite(v) else 0,
+                yi,
+                f" {v / div:.3g}",
+                va="center",
+                fontsize="small",
+            )
+        ax.set_xlabel(f"{key} ({unit})")
+        ax.set_xlim(0, (np.nanmax(vals) / div if np.isfinite(vals).any() else 1) * 1.25)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    return fig
+
+
+def table(runs, keys=("total-time", "downtime", "ram-transferred", "ram-duplicate", "ram-normal")):
+    """Scalar results of named runs as a table, one row per run, units in the column names.
+
+    Parameters
+    ----------
+    runs : dict of str to xarray.Dataset
+        Runs by label.
+    keys : sequence of str
+        Scalar variables to show.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    import pandas as pd
+
+    first = next(iter(runs.values()))
+    cols = {}
+    for key in keys:
+        units = first[key].attrs.get("units", "")
+        name = f"{key} ({units})" if units and units != "1" else key
+        vals = [runs[n][key].values.item() for n in runs]
+        if all(isinstance(v, float) for v in vals):
+            vals = [round(v, 1) for v in vals]
+        cols[name] = vals
+    return pd.DataFrame(cols, index=pd.Index(list(runs), name="run"))
 
 
 def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = True):
