@@ -1,0 +1,274 @@
+"""Figures: the colours of the page map, what each plot draws, and labelled axes with units.
+
+Hand-made Datasets (built through the variables registry) check the page-map colouring and the
+cursor arithmetic exactly; small real runs (1 GiB, a fraction of a second each once compiled)
+check that every figure draws from what ``fk.simulate`` returns.
+"""
+
+from __future__ import annotations
+
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.colors import to_rgb  # noqa: E402
+
+import fphint_kernels as fk  # noqa: E402
+from fphint_kernels import plot  # noqa: E402
+from fphint_kernels.variables import PAGE_STATES, make_dataset  # noqa: E402
+
+UNIT = re.compile(r"\(([^()]+)\)\s*$")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """An idle 1 GiB guest, legacy and hinting, with traces and a page map."""
+    base = dict(memory="1G", workload="idle", downtime_limit="300ms", max_bandwidth="100G", seed=1)
+    kw = dict(page_map_bins=32, trace_interval_ms=1.0)
+    legacy = fk.simulate(fk.Scenario(**base, hint=False), **kw)
+    hinted = fk.simulate(fk.Scenario(**base, hint=True), **kw)
+    return legacy, hinted
+
+
+def fake_run(page_map, memory_pages=None, hint=1, time=None, sender=None, hint_pfn=None):
+    """A minimal run: a page map (rounds, bins, states) and optional cursor traces."""
+    pm = np.asarray(page_map, dtype=np.int64)
+    rounds, bins, _ = pm.shape
+    n = int(memory_pages or pm[0, :, :3].sum())
+    data = {"page-map": pm, "nr-pages": np.int64(n), "total-time": 100.0}
+    coords = {
+        "round": np.arange(1, rounds + 1),
+        "pfn_bin": np.arange(bins) * n // bins,
+        "page_state": list(PAGE_STATES),
+    }
+    if time is not None:
+        data["sender-pfn"] = np.asarray(sender, dtype=float)
+        data["hint-pfn"] = np.asarray(hint_pfn, dtype=float)
+        data["round-index"] = np.ones(len(time))
+        coords["time"] = np.asarray(time, dtype=float)
+    return make_dataset(data, coords=coords, attrs={"scenario_hint": hint})
+
+
+def counts(**kw):
+    """One bin's counts in PAGE_STATES order."""
+    return [kw.get(s, 0) for s in PAGE_STATES]
+
+
+def assert_labelled(ax):
+    """Both axes carry a label that ends with a unit in parentheses (or name rounds)."""
+    for label in (ax.get_xlabel(), ax.get_ylabel()):
+        assert label, f"unlabelled axis in {ax.get_title()!r}"
+        assert UNIT.search(label) or label == "round", f"no unit in {label!r}"
+
+
+# ---- units -------------------------------------------------------------------------------
+
+
+def test_units():
+    assert plot.size_unit(8 << 30) == (1 << 30, "GiB")
+    assert plot.size_unit(1 << 40) == (1 << 40, "TiB")
+    assert plot.size_unit(300 << 20) == (1 << 20, "MiB")
+    assert plot.size_unit(10) == (1, "B")
+    assert plot.time_unit(9_999) == (1.0, "ms")
+    assert plot.time_unit(41_651) == (1000.0, "s")
+    assert plot.format_bytes(3 << 29) == "1.50 GiB"
+    assert plot.format_ms(409.2) == "409 ms"
+    assert plot.format_ms(41_651) == "41.65 s"
+
+
+# ---- page map colours --------------------------------------------------------------------
+
+
+def test_page_map_rgb_layers():
+    used, free, held = (to_rgb(plot.STATE_COLORS[s]) for s in ("used", "free", "held"))
+    sent, skipped, dirty = (to_rgb(plot.STATE_COLORS[s]) for s in ("sent", "skipped", "dirty"))
+    pm = [
+        [
+            counts(used=100),  # untouched used memory
+            counts(free=100, sent=100),  # all sent this round
+            counts(held=100, skipped=50, sent=50),  # half skipped, half sent
+            counts(used=50, free=50),  # half used, half free, untouched
+            counts(used=100, dirty=100),  # all dirty
+            counts(free=100, dirty=25),  # a quarter dirty: sqrt weight 0.5
+        ],
+        [counts(held=100)] * 6,
+        [counts()] * 6,  # no map (stop-and-copy): dropped
+    ]
+    rgb, rounds = plot.page_map_rgb(fake_run(pm, memory_pages=600))
+    assert rgb.shape == (2, 6, 3)
+    assert rounds.tolist() == [1, 2]
+    np.testing.assert_allclose(rgb[0, 0], used)
+    np.testing.assert_allclose(rgb[0, 1], sent)
+    np.testing.assert_allclose(rgb[0, 2], 0.5 * np.array(skipped) + 0.5 * np.array(sent))
+    np.testing.assert_allclose(rgb[0, 3], 0.5 * np.array(used) + 0.5 * np.array(free))
+    np.testing.assert_allclose(rgb[0, 4], dirty)
+    np.testing.assert_allclose(rgb[0, 5], 0.5 * np.array(free) + 0.5 * np.array(dirty))
+    np.testing.assert_allclose(rgb[1], np.tile(held, (6, 1)))
+    assert rgb.min() >= 0 and rgb.max() <= 1
+
+
+def test_page_map_needs_page_map(runs):
+    legacy, _ = runs
+    with pytest.raises(KeyError, match="page_map_bins"):
+        plot.page_map(legacy.drop_vars("page-map"))
+
+
+def test_page_map_image_extent_and_labels(runs):
+    _, hinted = runs
+    ax = plot.page_map(hinted)
+    (img,) = ax.get_images()
+    rgb, rounds = plot.page_map_rgb(hinted)
+    assert img.get_array().shape == rgb.shape
+    x0, x1, y0, y1 = img.get_extent()
+    assert (x0, x1) == (0, pytest.approx(1.0))  # 1 GiB guest, axis in GiB
+    assert "GiB" in ax.get_xlabel()
+    assert (y1, y0) == (rounds[0] - 0.5, rounds[-1] + 0.5)
+    assert ax.get_legend() is not None
+
+
+def test_memory_picture_folds_address_space(runs):
+    _, hinted = runs
+    ax = plot.memory_picture(hinted, round=1, columns=8)
+    (img,) = ax.get_images()
+    assert img.get_array().shape == (4, 8, 3)  # 32 bins in rows of 8
+    assert_labelled(ax)
+    with pytest.raises(KeyError, match="round 99"):
+        plot.memory_picture(hinted, round=99)
+
+
+def test_page_map_rounds_one_picture_per_mapped_round(runs):
+    _, hinted = runs
+    fig = plot.page_map_rounds(hinted)
+    _, rounds = plot.page_map_rgb(hinted)
+    assert len(fig.axes) == len(rounds)
+    assert_labelled(fig.axes[0])
+    for ax in fig.axes[1:]:
+        assert UNIT.search(ax.get_xlabel())
+
+
+# ---- time lines ----------------------------------------------------------------------------
+
+
+def test_timeline_draws_both_modes(runs):
+    legacy, hinted = runs
+    ax_p, ax_b = plot.timeline(legacy, hinted)
+    assert_labelled(ax_b)
+    assert UNIT.search(ax_p.get_ylabel())
+    assert ax_p.get_shared_x_axes().joined(ax_p, ax_b)  # the time axis is labelled below
+    labels = [line.get_label() for line in ax_p.get_lines() if not line.get_label().startswith("_")]
+    assert len(labels) == 2 and labels[0].startswith("legacy") and labels[1].startswith("hinting")
+    # pending is drawn in the unit of the label, sent bytes in MiB for a 1 GiB guest
+    pend = ax_p.get_lines()[0].get_ydata()
+    scale = {"pages": 1.0, "thousand pages": 1e3, "million pages": 1e6}[
+        UNIT.search(ax_p.get_ylabel()).group(1)
+    ]
+    np.testing.assert_allclose(pend * scale, legacy["pending"].values)
+    assert "MiB" in ax_b.get_ylabel()
+    # the completion dot of each run sits at (total-time, ram-transferred)
+    dots = [ln for ln in ax_b.get_lines() if ln.get_marker() == "o"]
+    assert len(dots) == 2
+    assert dots[1].get_xdata()[0] == pytest.approx(float(hinted["total-time"]))
+    assert dots[1].get_ydata()[0] == pytest.approx(float(hinted["ram-transferred"]) / 2**20)
+
+
+def test_timeline_named_runs_and_errors(runs):
+    legacy, hinted = runs
+    ax_p, _ = plot.timeline(runs={"a": legacy, "b": hinted, "c": hinted})
+    labels = [ln.get_label() for ln in ax_p.get_lines() if not ln.get_label().startswith("_")]
+    assert [lab.split(":")[0] for lab in labels] == ["a", "b", "c"]
+    with pytest.raises(ValueError):
+        plot.timeline()
+
+
+def test_race_cursors():
+    t = np.arange(6.0)
+    sender = np.array([0, 100, 200, 300, 900, 950])
+    hint = np.array([-1, 800, 600, 400, 200, 200])
+    ds = fake_run([[counts(used=1024)]], memory_pages=1024, time=t, sender=sender, hint_pfn=hint)
+    ax = plot.race(ds)
+    assert_labelled(ax)
+    assert "MiB" in ax.get_ylabel()  # 4 MiB guest
+    s_line, h_line = ax.get_lines()
+    np.testing.assert_allclose(s_line.get_ydata(), sender * 4096 / 2**20)
+    hy = h_line.get_ydata()
+    assert np.isnan(hy[0])  # -1: nothing hinted yet
+    np.testing.assert_allclose(hy[1:], hint[1:] * 4096 / 2**20)
+    assert ax.get_ylim() == (0, 4.0)
+    # shaded: ahead while hint > sender (t=1..3), behind while the cursor still moves below the
+    # sender (t=4); t=5 the cursor stopped: no shade
+    ahead, behind = ax.collections[:2]
+    assert ahead.get_label().startswith("hint ahead")
+    assert behind.get_label().startswith("hint behind")
+    assert len(ahead.get_paths()) >= 1 and len(behind.get_paths()) >= 1
+
+
+def test_race_legacy_has_no_hint_cursor(runs):
+    legacy, hinted = runs
+    assert len(plot.race(legacy).get_lines()) == 1
+    assert len(plot.race(hinted).get_lines()) == 2
+
+
+def test_before_last_change():
+    out = plot._before_last_change(np.array([5.0, 4, 4, 3, 3, 3]), np.zeros(6))
+    assert out.tolist() == [True, True, True, True, False, False]
+    # per round: a change in round 2 does not extend round 1
+    v = np.array([5.0, 5, 4, 4, 9, 8, 8])
+    g = np.array([1, 1, 1, 1, 2, 2, 2])
+    assert plot._before_last_change(v, g).tolist() == [True, True, True, False, True, True, False]
+
+
+# ---- rounds, compare, table, explorer ---------------------------------------------------
+
+
+def test_rounds(runs):
+    legacy, _ = runs
+    ax = plot.rounds(legacy)
+    assert_labelled(ax)
+    assert ax.get_yscale() == "log"
+    n = legacy.sizes["round"]
+    assert len(ax.patches) == 2 * n
+    heights = [p.get_height() for p in ax.patches[:n]]
+    sent = legacy["round-bytes"].values.astype(float)
+    np.testing.assert_allclose(np.nan_to_num(heights), np.where(sent > 0, sent, 0.0))
+
+
+def test_compare_and_table(runs):
+    legacy, hinted = runs
+    fig = plot.compare({"legacy": legacy, "hinting": hinted})
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert UNIT.search(ax.get_xlabel())
+    widths = [p.get_width() for p in fig.axes[0].patches]
+    assert widths[1] < widths[0]  # hinting is faster on an idle guest
+    df = plot.table({"legacy": legacy, "hinting": hinted}, keys=("total-time", "rounds"))
+    assert list(df.columns) == ["total-time (ms)", "rounds"]
+    assert df.loc["legacy", "total-time (ms)"] == pytest.approx(
+        float(legacy["total-time"]), abs=0.1
+    )
+
+
+def test_explorer_figure(runs):
+    legacy, hinted = runs
+    fig = plot.explorer_figure(legacy, hinted)
+    assert len(fig.axes) == 4
+    for ax in fig.axes:
+        assert_labelled(ax)
+    fig2 = plot.explorer_figure(legacy, hinted, shown=legacy, with_page_map=False)
+    assert len(fig2.axes) == 3
+    assert "legacy" in fig2.axes[2].get_title()
+
+
+def test_use_style():
+    plot.use_style()
+    assert matplotlib.rcParams["axes.spines.top"] is False
