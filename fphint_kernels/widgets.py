@@ -56,20 +56,20 @@ _RELEASE_LABELS = {
     "shrinker": "Linux 5.7+: shrinker may take back",
     "after-pass": "v36 patch: freed after each pass",
 }
-#: rows of the numbers table: (variable, label, kind)
+#: rows of the numbers table: (variable, label, kind, show the saving)
 NUMBER_ROWS = (
-    ("total-time", "total time", "ms"),
-    ("downtime", "downtime", "ms"),
-    ("setup-time", "setup time", "ms"),
-    ("ram-transferred", "bytes sent", "bytes"),
-    ("ram-normal", "normal pages", "pages"),
-    ("ram-duplicate", "zero pages", "pages"),
-    ("skipped-pages", "pages skipped by hints", "pages"),
-    ("rounds", "rounds", "count"),
-    ("dirty-sync-count", "bitmap syncs", "count"),
-    ("guest-overhead-time", "guest time lost", "ms"),
-    ("lost-pages", "lost pages (must be 0)", "pages"),
-    ("status", "status", "text"),
+    ("total-time", "total time", "ms", True),
+    ("downtime", "downtime", "ms", True),
+    ("setup-time", "setup time", "ms", False),
+    ("ram-transferred", "bytes sent", "bytes", True),
+    ("ram-normal", "normal pages", "pages", False),
+    ("ram-duplicate", "zero pages", "pages", False),
+    ("skipped-pages", "pages skipped by hints", "pages", False),
+    ("rounds", "rounds", "count", False),
+    ("dirty-sync-count", "bitmap syncs", "count", False),
+    ("guest-overhead-time", "guest time lost", "ms", False),
+    ("lost-pages", "lost pages (must be 0)", "pages", False),
+    ("status", "status", "text", False),
 )
 
 
@@ -166,8 +166,13 @@ def _legend_html() -> str:
 
 
 def _reduction(legacy: float, hinted: float) -> float | None:
-    """Relative saving of hinting, ``1 - hinted / legacy`` (None when legacy is 0)."""
-    return None if not legacy else 1.0 - hinted / legacy
+    """Relative saving of hinting, ``1 - hinted / legacy`` (None when undefined: a legacy value
+    of 0, or a run that did not complete and has no total time)."""
+    import math
+
+    if not legacy or not math.isfinite(legacy) or not math.isfinite(hinted):
+        return None
+    return 1.0 - hinted / legacy
 
 
 class Explorer:
@@ -663,12 +668,12 @@ class Explorer:
             '<th style="text-align:right">saved</th></tr>'
         )
         rows = [head]
-        for key, label, kind in NUMBER_ROWS:
+        for key, label, kind, with_saving in NUMBER_ROWS:
             if key not in s_l and key not in s_h:
                 continue
             a, b = s_l.get(key), s_h.get(key)
             saved = ""
-            if kind in ("ms", "bytes") and a is not None and b is not None:
+            if with_saving and a is not None and b is not None:
                 r = _reduction(float(a), float(b))
                 saved = "" if r is None else f"{100 * r:.0f} %"
             rows.append(
