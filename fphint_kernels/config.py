@@ -152,7 +152,7 @@ WORKLOAD_PARAMS = {
     "fill": ("frac", 0.0, "fraction of RAM filled with data and freed before migration (fill-free)"),
     "pagecache_initial": ("size", "64M", "page cache at migration start"),
     "pagecache_rate": ("size", "0", "new page cache written per second (bytes/s)"),
-    "pagecache_order": ("count", 2, "buddy order of one page-cache allocation"),
+    "pagecache_order": ("count", 4, "buddy order of one page-cache allocation"),
     "background_dirty_pages_per_s": ("float", 100.0, "pages/s written by kernel and daemons"),
     "background_hot": ("size", "8M", "the region of base memory those writes land in"),
     "jobs": ("count", 0, "concurrent short-lived processes (make -jN compiler jobs)"),

@@ -356,6 +356,7 @@ def markdown_report(res: xr.Dataset, runtime_s: float | None = None, figures=())
     lost = sum(r["lost-pages"] for r in rows)
     lines.append(f"- Lost pages over all runs: {lost} (must be 0).")
 
+    lines += ["", "## Rows used to fit the profiles", ""] + _rows_used(res)
     lines += ["", "## Reductions by hinting, in order", ""]
     order_pub = _order(rows, "published-reduction-pct")
     order_sim = _order(rows, "simulated-reduction-pct")
@@ -408,6 +409,34 @@ def markdown_report(res: xr.Dataset, runtime_s: float | None = None, figures=())
     return "\n".join(lines) + "\n"
 
 
+def _rows_used(res: xr.Dataset) -> list[str]:
+    """Which published rows each profile used (from its provenance), so the reader sees what
+    was fitted and what is predicted."""
+    from .config import HostProfile
+
+    out = []
+    for name in sorted(set(str(p) for p in res["profile"].values)):
+        cal = dict(HostProfile.load(name).provenance).get("calibration") or {}
+        rows = cal.get("rows", [])
+        speed = cal.get("cpu_speed_rows", [])
+        line = f"- `{name}`: "
+        line += (
+            f"fitted on {', '.join(f'`{r}`' for r in rows)}" if rows else "no migration time fitted"
+        )
+        if cal.get("free_params"):
+            line += f" (free parameters: {', '.join(cal['free_params'])})"
+        if speed:
+            line += (f"; derived from `{cal.get('derived_from', '?')}` with "
+                     f"{' and '.join(cal.get('scaled', ['cpu_speed']))} scaled by the ratio of "
+                     f"the legacy build times {' / '.join(f'`{r}`' for r in speed)} "
+                     f"(= {cal.get('cpu_speed_ratio', float('nan')):.4f})")  # fmt: skip
+        if not cal:
+            line += " (not calibrated: every row it runs is a prediction)"
+        out.append(line + ".")
+    out.append("- Every other published migration time is a prediction.")
+    return out
+
+
 def _headline_order(rows: list[dict]):
     """Order (largest reduction first) of the four v37 headline cases, published and simulated."""
     pick = {}
@@ -443,10 +472,54 @@ def _discussion(rows: list[dict]) -> list[str]:
             )
     if not out:
         out.append("- Every row is within its target.")
+    missed = [r for r in rows if r["error-pct"] is not None
+              and abs(r["error-pct"]) > TOLERANCE_PCT[r["fitted"]]]  # fmt: skip
+    for applies, text in _CAUSES:
+        if any(applies(r) for r in missed):
+            out += ["", text]
     out.append("")
     out.append("See `docs/calibration.md` for the causes of the misses and what the model would "
                "need to change.")  # fmt: skip
     return out
+
+
+def _gib(r: dict) -> float:
+    from .units import parse_size
+
+    return parse_size(r["memory"], what="memory", default_unit="M") / 2**30
+
+
+#: Known causes of misses, each shown when a missing row matches (no numbers: they come from
+#: the run).  Rows are not tuned to: the causes are model limitations to fix with measurements.
+_CAUSES = (
+    (
+        lambda r: r["workload"] == "kernel-build" and _gib(r) >= 64 and r["error-pct"] < 0,
+        "**Large guest with the kernel build, simulated too fast.** The kernel-build workload "
+        "(`data/workloads/kernel-build.json`) has the same footprint in every guest: its page "
+        "cache, its freed compiler memory with old data (`touched_free`) and its four compiler "
+        "processes do not depend on RAM. A 128 GiB guest never has to reclaim, so page cache and "
+        "freed-but-written memory keep growing while the build runs, and a long legacy migration "
+        "gives the build time to dirty more distinct pages than the model's allocator (which "
+        "reuses recently freed pages) does. The published build-minus-idle differences at "
+        "128 GiB are much larger than those at 8 GiB; the model's are not. Fixing this needs a "
+        "RAM- and history-dependent footprint measured on real guests, not a fit to these rows.",
+    ),
+    (
+        lambda r: r["fitted"],
+        "**Fitted rows outside 10 %.** Three free parameters cannot match four rows exactly; "
+        "the sign pattern of the residuals shows which difference between rows the model gets "
+        "wrong (e.g. legacy build too slow while hint build too fast: the freed memory that "
+        "holds old data, sent as normal pages only without hints, is larger in the model than "
+        "on the testbed).",
+    ),
+    (
+        lambda r: r["hint"] and r["workload"] == "idle" and not r["fitted"],
+        "**Idle guest with hinting, predicted.** These rows depend on the race between the "
+        "guest's hint worker and the sender and on the fixed costs of setup and switchover, "
+        "which are prior values (not fitted); at 400 ms the downtime limit forces extra "
+        "rounds whose cost depends on the bandwidth the sender measured in its last window.",
+    ),
+)
 
 
 def write_report(

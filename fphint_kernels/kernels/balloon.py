@@ -21,6 +21,8 @@ Queue arrays (q = QUEUE_SIZE): ``q_kind``, ``q_pfn``, ``q_cmd`` int64[q]; ``q_re
 
 from __future__ import annotations
 
+import numpy as np
+
 from .._numba import jit
 from .bitmap import clear_range, set_range
 from .buddy import buddy_alloc
@@ -64,12 +66,12 @@ def apply_hint(st, bm, pfn):
     """``qemu_guest_free_page_hint``: clear the block's pending bits (migration must be active)."""
     if st["status"] != RUNNING or st["vm_running"] == 0:
         return
-    cleared = clear_range(bm[BM_BMAP], pfn, BLOCK)
+    cleared = clear_range(bm[BM_BMAP], pfn, np.int64(BLOCK))
     st["pending"] -= cleared
     st["skipped"] += cleared
     st["r_skipped"] += cleared
     st["hinted"] += BLOCK
-    set_range(bm[BM_SKIP], pfn, BLOCK)
+    set_range(bm[BM_SKIP], pfn, np.int64(BLOCK))
 
 
 @jit
@@ -89,7 +91,8 @@ def guest_end_pass(st, prm, bd, bm, ver_src, held_blocks, queue, now):
     if st["guest_reporting"] == 0:
         return
     st["guest_reporting"] = 0
-    q_push(st, queue, Q_STOP, -1, CMD_ID_STOP, now + prm["hint_latency_ms"])
+    q_push(st, queue, np.int64(Q_STOP), np.int64(-1), np.int64(CMD_ID_STOP),
+           now + prm["hint_latency_ms"])
     if prm["release"] == REL_AFTER_PASS:
         while st["held_n"] > 0:
             release_held_block(st, prm, bd, bm, ver_src, held_blocks)
@@ -136,7 +139,8 @@ def guest_hint_step(st, prm, bd, bm, ver_src, held_blocks, queue, now, dt):
         st["guest_start_at"] = -1.0
         if st["host_status"] == S_REQUESTED and st["host_cmd"] == st["guest_start_cmd"]:
             st["guest_cmd_active"] = st["host_cmd"]
-            q_push(st, queue, Q_START, -1, st["host_cmd"], now + prm["hint_latency_ms"])
+            q_push(st, queue, np.int64(Q_START), np.int64(-1), st["host_cmd"],
+                   now + prm["hint_latency_ms"])
             st["guest_reporting"] = 1
             st["hint_low_pfn"] = st["n"]
             st["hint_budget"] = 0.0
@@ -154,17 +158,18 @@ def guest_hint_step(st, prm, bd, bm, ver_src, held_blocks, queue, now, dt):
         if nr_free[MAX_ORDER] == 0 or st["nr_free_pages"] - BLOCK < st["wmark_low"]:
             guest_end_pass(st, prm, bd, bm, ver_src, held_blocks, queue, now)
             return
-        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, MAX_ORDER)
+        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, np.int64(MAX_ORDER))
         if prm["init_on_alloc"]:
-            block_write(st, bm, ver_src, pfn, MAX_ORDER, True)
+            block_write(st, bm, ver_src, pfn, np.int64(MAX_ORDER), np.int64(1))
             st["zero_cpu_ns"] += BLOCK * prm["zero_fill_ns"]
-        set_range(bm[BM_HELD], pfn, BLOCK)
+        set_range(bm[BM_HELD], pfn, np.int64(BLOCK))
         held_blocks[st["held_n"]] = pfn
         st["held_n"] += 1
         st["held_pages"] += BLOCK
         if st["held_pages"] > st["held_max"]:
             st["held_max"] = st["held_pages"]
-        q_push(st, queue, Q_BLOCK, pfn, st["guest_cmd_active"], now + prm["hint_latency_ms"])
+        q_push(st, queue, np.int64(Q_BLOCK), pfn, st["guest_cmd_active"],
+               now + prm["hint_latency_ms"])
         st["hint_budget"] -= cost
         st["hint_cpu_ns"] += cost
         if pfn < st["hint_low_pfn"]:

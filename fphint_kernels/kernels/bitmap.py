@@ -32,7 +32,7 @@ def words_for(nbits: int) -> int:
     return (int(nbits) + 63) >> 6
 
 
-@jit
+@jit(inline="always")
 def popcount64(x):
     """Number of set bits of a uint64 (SWAR, without the overflowing multiply)."""
     x = x - ((x >> _S1) & _M1)
@@ -44,7 +44,7 @@ def popcount64(x):
     return np.int64(x & _B7F)
 
 
-@jit
+@jit(inline="always")
 def ctz64(x):
     """Index of the lowest set bit of a non-zero uint64."""
     low = x & (~x + ONE)
@@ -75,18 +75,18 @@ def clz_index64(x):
     return n
 
 
-@jit
+@jit(inline="always")
 def bit_mask(i):
     return ONE << np.uint64(i & 63)
 
 
-@jit
+@jit(inline="always")
 def test_bit(bm, i):
     """1 if bit ``i`` is set."""
     return 1 if (bm[i >> 6] >> np.uint64(i & 63)) & ONE else 0
 
 
-@jit
+@jit(inline="always")
 def set_bit(bm, i):
     """Set bit ``i``; return 1 if it was clear."""
     w = i >> 6
@@ -96,7 +96,7 @@ def set_bit(bm, i):
     return 0 if old & m else 1
 
 
-@jit
+@jit(inline="always")
 def clear_bit(bm, i):
     """Clear bit ``i``; return 1 if it was set."""
     w = i >> 6
@@ -106,7 +106,7 @@ def clear_bit(bm, i):
     return 1 if old & m else 0
 
 
-@jit
+@jit(inline="always")
 def _range_mask(lo, hi):
     """Mask of bits lo..hi-1 inside one word (0 <= lo < hi <= 64)."""
     n = hi - lo

@@ -37,7 +37,7 @@ def freemap_layout(n: int):
     return off, nbits
 
 
-@jit
+@jit(inline="always")
 def fl_add(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k):
     """Put the free block (pfn, k) on its free list."""
     free_order[pfn] = k
@@ -50,7 +50,7 @@ def fl_add(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k):
     st["nr_free_pages"] += 1 << k
 
 
-@jit
+@jit(inline="always")
 def fl_del(st, free_order, freemap, fm_off, nr_free, pfn, k):
     """Take the free block (pfn, k) off its free list."""
     free_order[pfn] = -1
@@ -61,7 +61,7 @@ def fl_del(st, free_order, freemap, fm_off, nr_free, pfn, k):
     st["nr_free_pages"] -= 1 << k
 
 
-@jit
+@jit(inline="always")
 def fl_highest(freemap, fm_off, fm_top, k):
     """pfn of the highest free block of order k (the list must not be empty)."""
     w = fm_top[k]

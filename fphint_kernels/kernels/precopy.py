@@ -36,7 +36,7 @@ from .balloon import (
     host_free_page_stop,
     host_hint_step,
 )
-from .bitmap import ONE, ZERO, find_next_set, or_merge, popcount64, set_bit, test_bit
+from .bitmap import ALL, ONE, ZERO, or_merge, popcount64, test_bit
 from .buddy import free_page_bitmap
 from .state import (
     COMPLETED,
@@ -198,63 +198,119 @@ def close_round(st, bm, rounds, newly, t):
 
 
 @jit
-def send_page(st, prm, bm, ver_src, ver_dst, p):
-    """``ram_save_target_page``: zero check, then a 9-byte or a 4104-byte record.
+def send_pages(st, prm, bm, ver_src, ver_dst, until, window_budget, check_slice):
+    """Send pending pages in address order from the cursor (``ram_find_and_save_block`` ->
+    ``migration_bitmap_find_dirty`` -> ``ram_save_target_page``), one bitmap word at a time.
 
-    Returns the time (ms) the page took: the larger of CPU and wire time.
+    Each page: test-and-clear its bit, zero check, then a 9-byte (zero) or 4104-byte (normal)
+    record; it costs the larger of its CPU and wire time.  Each 64-bit word examined costs
+    ``t_word`` (``find_next_bit``).  Stops when the sender's clock reaches ``until``, the bitmap
+    is empty, or, with ``check_slice``, the 50 ms slice is over (checked every 64 pages, like
+    ``ram_save_iterate``) or the window's byte budget is spent.
+
+    Returns
+    -------
+    int
+        0: clock reached ``until``; 1: slice over; 2: nothing pending.
     """
-    ver_dst[p] = ver_src[p]
-    set_bit(bm[BM_SENT], p)
-    if test_bit(bm[BM_NONZERO], p):
-        nbytes = NORMAL_RECORD
-        cpu = prm["t_normal"]
-        st["normal"] += 1
-        st["r_normal"] += 1
-    else:
-        nbytes = ZERO_RECORD
-        cpu = prm["t_zero"]
-        st["dup"] += 1
-        st["r_dup"] += 1
-    st["bytes"] += nbytes
-    st["r_bytes"] += nbytes
-    st["window_bytes"] += nbytes
-    st["period_bytes"] += nbytes
-    wire = nbytes / prm["link_bytes_per_ms"]
-    return cpu if cpu > wire else wire
+    n = st["n"]
+    bmap = bm[BM_BMAP]
+    nonzero = bm[BM_NONZERO]
+    sent = bm[BM_SENT]
+    nw = bmap.shape[0]
+    link = prm["link_bytes_per_ms"]
+    t_zero = max(prm["t_zero"], ZERO_RECORD / link)
+    t_normal = max(prm["t_normal"], NORMAL_RECORD / link)
+    t_word = prm["t_word"]
+    t = st["sender_time"]
+    cursor = st["cursor"]
+    pending = st["pending"]
+    slice_pages = st["slice_pages"]
+    slice_start = st["slice_start"]
+    wbytes0 = st["window_bytes"]
+    wbytes = wbytes0
+    dup = 0
+    normal = 0
+    reason = 0
+    while True:
+        if t >= until:
+            reason = 0
+            break
+        if pending == 0:
+            reason = 2
+            break
+        wi = cursor >> 6
+        if wi >= nw:
+            cursor = 0
+            continue
+        t += t_word
+        word = bmap[wi] & (ALL << np.uint64(cursor & 63))
+        if word == ZERO:
+            cursor = (wi + 1) << 6
+            if cursor >= n:
+                cursor = 0  # end of the RAMBlock list: wrap (complete_round)
+            continue
+        nzw = nonzero[wi]
+        done = ZERO
+        stop = False
+        while word != ZERO:
+            low = word & (~word + ONE)
+            word = word ^ low
+            done = done | low
+            p = (wi << 6) + popcount64(low - ONE)
+            ver_dst[p] = ver_src[p]
+            if nzw & low:
+                normal += 1
+                wbytes += NORMAL_RECORD
+                t += t_normal
+            else:
+                dup += 1
+                wbytes += ZERO_RECORD
+                t += t_zero
+            pending -= 1
+            slice_pages += 1
+            cursor = p + 1
+            if check_slice:
+                if (slice_pages & 63) == 0 and t - slice_start > MAX_WAIT:
+                    reason = 1
+                    stop = True
+                    break
+                if wbytes > window_budget:
+                    reason = 1
+                    stop = True
+                    break
+            if t >= until:
+                reason = 0
+                stop = True
+                break
+        bmap[wi] = bmap[wi] & ~done
+        sent[wi] = sent[wi] | done
+        if stop:
+            break
+        if cursor >= n:
+            cursor = 0
+    added = wbytes - wbytes0
+    st["sender_time"] = t
+    st["cursor"] = cursor
+    st["pending"] = pending
+    st["slice_pages"] = slice_pages
+    st["window_bytes"] = wbytes
+    st["bytes"] += added
+    st["r_bytes"] += added
+    st["period_bytes"] += added
+    st["dup"] += dup
+    st["r_dup"] += dup
+    st["normal"] += normal
+    st["r_normal"] += normal
+    return reason
 
 
 @jit
 def ram_save_iterate(st, prm, bm, ver_src, ver_dst, until, window_budget):
-    """Send pages from the cursor until the slice ends (50 ms, rate limit, empty bitmap) or
-    the sender's clock reaches ``until``."""
-    n = st["n"]
-    bmap = bm[BM_BMAP]
-    while st["sender_time"] < until:
-        if st["pending"] == 0:
-            end_slice(st)  # a full scan found no dirty page
-            return
-        p, scanned = find_next_set(bmap, n, st["cursor"])
-        st["sender_time"] += scanned * prm["t_word"]
-        if p >= n:
-            st["cursor"] = 0  # wrap: end of the RAMBlock list (complete_round)
-            continue
-        w = p >> 6
-        bmap[w] = bmap[w] & ~(ONE << _u64(p & 63))
-        st["pending"] -= 1
-        st["sender_time"] += send_page(st, prm, bm, ver_src, ver_dst, p)
-        st["cursor"] = p + 1
-        st["slice_pages"] += 1
-        if (st["slice_pages"] & 63) == 0 and st["sender_time"] - st["slice_start"] > MAX_WAIT:
-            end_slice(st)
-            return
-        if st["window_bytes"] > window_budget:
-            end_slice(st)
-            return
-
-
-@jit
-def _u64(x):
-    return np.uint64(x)
+    """One slice of ``ram_save_iterate`` (it may span several calls, one per step)."""
+    reason = send_pages(st, prm, bm, ver_src, ver_dst, until, window_budget, np.int64(1))
+    if reason != 0:
+        end_slice(st)
 
 
 @jit
@@ -296,24 +352,14 @@ def migration_completion(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, 
     if st["bandwidth"] > 0.0:
         st["expected_downtime"] = st["pending"] * PAGE_SIZE / st["bandwidth"]
     sync_point(st, prm, bd, bm, ver_src, held_blocks, queue, stale, rounds, pm, pm_free,
-               st["sender_time"], True)
-    n = st["n"]
-    bmap = bm[BM_BMAP]
-    p = 0
-    while st["pending"] > 0:
-        p, scanned = find_next_set(bmap, n, p)
-        st["sender_time"] += scanned * prm["t_word"]
-        if p >= n:
-            break
-        bmap[p >> 6] = bmap[p >> 6] & ~(ONE << _u64(p & 63))
-        st["pending"] -= 1
-        st["sender_time"] += send_page(st, prm, bm, ver_src, ver_dst, p)
-        p += 1
+               st["sender_time"], np.int64(1))
+    st["cursor"] = 0
+    send_pages(st, prm, bm, ver_src, ver_dst, np.inf, np.inf, np.int64(0))
     st["bytes"] += SLICE_OVERHEAD
     st["r_bytes"] += SLICE_OVERHEAD
     st["sender_time"] += prm["t_switchover"]
     st["end_time"] = st["sender_time"]
-    close_round(st, bm, rounds, 0, st["end_time"])
+    close_round(st, bm, rounds, np.int64(0), st["end_time"])
     st["status"] = COMPLETED
 
 
@@ -336,7 +382,7 @@ def sender_run(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, stale, rou
         if st["in_slice"] == 0:  # migration_iteration_run
             if st["pending"] * PAGE_SIZE < st["threshold"]:  # ram_save_pending syncs
                 sync_point(st, prm, bd, bm, ver_src, held_blocks, queue, stale, rounds, pm,
-                           pm_free, t, False)
+                           pm_free, t, np.int64(0))
             if st["pending"] == 0 or st["pending"] * PAGE_SIZE < st["threshold"]:
                 migration_completion(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue,
                                      stale, rounds, pm, pm_free)
@@ -445,7 +491,7 @@ def count_lost(st, bm, free_order, ver_src, ver_dst, free_bm, poison):
     for p in range(n):
         if ver_src[p] != ver_dst[p]:
             w = p >> 6
-            m = ONE << _u64(p & 63)
+            m = ONE << np.uint64(p & 63)
             relied = True
             if (held[w] & m) != ZERO:
                 relied = False

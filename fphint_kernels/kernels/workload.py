@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .._numba import jit
-from .bitmap import clear_bit, clear_range, set_bit
+from .bitmap import ONE, ZERO, clear_bit, clear_range, set_bit
 from .buddy import buddy_alloc, buddy_free
 from .rng import rng_below, rng_exponential, rng_normal, rng_poisson, rng_uniform
 from .state import FAIL_OOM, FAILED, MAX_ORDER, REL_SHRINKER
@@ -41,8 +43,29 @@ def page_write(st, bm, ver_src, p, zero):
 
 @jit
 def block_write(st, bm, ver_src, pfn, k, zero):
+    """The guest writes every page of the block (pfn, k): ``page_write`` in one loop."""
+    nonzero = bm[BM_NONZERO]
+    unarmed = bm[BM_UNARMED]
+    dlog = bm[BM_DLOG]
+    logging = st["logging"]
+    faults = 0
+    logged = 0
     for p in range(pfn, pfn + (1 << k)):
-        page_write(st, bm, ver_src, p, zero)
+        ver_src[p] += 1
+        w = p >> 6
+        m = ONE << np.uint64(p & 63)
+        if zero:
+            nonzero[w] = nonzero[w] & ~m
+        else:
+            nonzero[w] = nonzero[w] | m
+        if logging and (unarmed[w] & m) == ZERO:
+            unarmed[w] = unarmed[w] | m
+            faults += 1
+            if (dlog[w] & m) == ZERO:
+                dlog[w] = dlog[w] | m
+                logged += 1
+    st["write_faults"] += faults
+    st["dlog_count"] += logged
 
 
 @jit
@@ -50,7 +73,7 @@ def guest_free(st, prm, bd, bm, ver_src, pfn, k):
     """Free a block; with page poisoning the freed pages are overwritten first."""
     free_order, freemap, fm_off, fm_top, nr_free = bd
     if prm["poison"] != 0:
-        block_write(st, bm, ver_src, pfn, k, prm["poison"] == 1)
+        block_write(st, bm, ver_src, pfn, k, np.int64(prm["poison"] == 1))
     buddy_free(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k)
 
 
@@ -59,9 +82,9 @@ def release_held_block(st, prm, bd, bm, ver_src, held_blocks):
     """The balloon driver gives its most recently hinted block back (``return_free_pages_to_mm``)."""
     st["held_n"] -= 1
     pfn = held_blocks[st["held_n"]]
-    clear_range(bm[BM_HELD], pfn, 1 << MAX_ORDER)
+    clear_range(bm[BM_HELD], pfn, np.int64(1 << MAX_ORDER))
     st["held_pages"] -= 1 << MAX_ORDER
-    guest_free(st, prm, bd, bm, ver_src, pfn, MAX_ORDER)
+    guest_free(st, prm, bd, bm, ver_src, pfn, np.int64(MAX_ORDER))
 
 
 @jit
@@ -75,7 +98,7 @@ def reclaim(st, prm, bd, bm, ver_src, held_blocks, pc_ring, target):
     while st["nr_free_pages"] < target and st["pc_count"] > 0:
         tail = (st["pc_head"] - st["pc_count"]) % cap
         st["pc_count"] -= 1
-        guest_free(st, prm, bd, bm, ver_src, pc_ring[tail], k)
+        guest_free(st, prm, bd, bm, ver_src, np.int64(pc_ring[tail]), k)
 
 
 @jit
@@ -93,7 +116,7 @@ def guest_alloc(st, prm, bd, bm, ver_src, held_blocks, pc_ring, k):
         st["failure"] = FAIL_OOM
         return -1
     if prm["init_on_alloc"]:
-        block_write(st, bm, ver_src, pfn, k, True)
+        block_write(st, bm, ver_src, pfn, k, np.int64(1))
         st["zero_cpu_ns"] += need * prm["zero_fill_ns"]
     return pfn
 
@@ -108,7 +131,7 @@ def pagecache_add(st, prm, bd, bm, ver_src, held_blocks, pc_ring):
     pfn = guest_alloc(st, prm, bd, bm, ver_src, held_blocks, pc_ring, k)
     if pfn < 0:
         return
-    block_write(st, bm, ver_src, pfn, k, False)
+    block_write(st, bm, ver_src, pfn, k, np.int64(0))
     pc_ring[st["pc_head"]] = pfn
     st["pc_head"] = (st["pc_head"] + 1) % cap
     st["pc_count"] += 1
@@ -142,7 +165,7 @@ def proc_grow(st, prm, bd, bm, ver_src, held_blocks, pc_ring, procs, p_pool, j, 
         pfn = guest_alloc(st, prm, bd, bm, ver_src, held_blocks, pc_ring, k)
         if pfn < 0:
             return
-        block_write(st, bm, ver_src, pfn, k, False)
+        block_write(st, bm, ver_src, pfn, k, np.int64(0))
         p_pool[j, p_nblk[j]] = pfn
         p_nblk[j] += 1
 
@@ -152,13 +175,14 @@ def proc_exit(st, prm, bd, bm, ver_src, procs, p_pool, j):
     p_age, p_life, p_target, p_nblk, p_acc = procs
     k = prm["anon_order"]
     for i in range(p_nblk[j]):
-        guest_free(st, prm, bd, bm, ver_src, p_pool[j, i], k)
+        guest_free(st, prm, bd, bm, ver_src, np.int64(p_pool[j, i]), k)
     p_nblk[j] = 0
 
 
 @jit
-def workload_step(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_pool,
-                  procs, p_pool, rng, dt):
+def workload_step(
+    st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_pool, procs, p_pool, rng, dt
+):
     """Advance the guest workload by ``dt`` ms of its own time (already scaled by throttle,
     testbed speed and intensity)."""
     if dt <= 0.0:
@@ -168,7 +192,7 @@ def workload_step(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_
         hot = min(prm["bg_hot"], st["base_n"])
         m = rng_poisson(rng, prm["bg_rate"] * dt)
         for _ in range(m):
-            page_write(st, bm, ver_src, base_pool[rng_below(rng, hot)], False)
+            page_write(st, bm, ver_src, np.int64(base_pool[rng_below(rng, hot)]), np.int64(0))
     # compiler jobs
     p_age, p_life, p_target, p_nblk, p_acc = procs
     k = prm["anon_order"]
@@ -185,8 +209,8 @@ def workload_step(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_
         if p_nblk[j] > 0:
             m = rng_poisson(rng, (p_nblk[j] << k) * prm["rewrite_per_ms"] * dt)
             for _ in range(m):
-                pfn = p_pool[j, rng_below(rng, p_nblk[j])]
-                page_write(st, bm, ver_src, pfn + rng_below(rng, 1 << k), False)
+                pfn = np.int64(p_pool[j, rng_below(rng, p_nblk[j])])
+                page_write(st, bm, ver_src, pfn + rng_below(rng, 1 << k), np.int64(0))
         p_age[j] += dt
         if p_age[j] >= p_life[j]:
             proc_exit(st, prm, bd, bm, ver_src, procs, p_pool, j)
@@ -203,13 +227,28 @@ def workload_step(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_
         n = int(st["dl_acc"])
         st["dl_acc"] -= n
         for _ in range(n):
-            page_write(st, bm, ver_src, dl_pool[st["dl_cursor"]], False)
+            page_write(st, bm, ver_src, np.int64(dl_pool[st["dl_cursor"]]), np.int64(0))
             st["dl_cursor"] = (st["dl_cursor"] + 1) % st["dl_n"]
 
 
 @jit
-def workload_init(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_pool, procs,
-                  p_pool, rng, touched_pages, pagecache_pages, tmp):
+def workload_init(
+    st,
+    prm,
+    bd,
+    bm,
+    ver_src,
+    held_blocks,
+    pc_ring,
+    base_pool,
+    dl_pool,
+    procs,
+    p_pool,
+    rng,
+    touched_pages,
+    pagecache_pages,
+    tmp,
+):
     """Build the guest's memory as it is when migration starts (boot and workload history).
 
     Base memory, then page cache, then ``touched_pages`` of memory that is written and freed
@@ -220,16 +259,16 @@ def workload_init(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_
     n = st["n"]
     # boot-time reserved memory: written, never in the buddy allocator
     for p in range(st["reserved_low"]):
-        page_write(st, bm, ver_src, p, False)
+        page_write(st, bm, ver_src, p, np.int64(0))
     for p in range(st["memmap_start"], n):
-        page_write(st, bm, ver_src, p, False)
+        page_write(st, bm, ver_src, p, np.int64(0))
     for i in range(base_pool.shape[0]):
-        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, 0)
+        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, np.int64(0))
         if pfn < 0:
             st["status"] = FAILED
             st["failure"] = FAIL_OOM
             return
-        page_write(st, bm, ver_src, pfn, False)
+        page_write(st, bm, ver_src, pfn, np.int64(0))
         base_pool[i] = pfn
     st["base_n"] = base_pool.shape[0]
     k = prm["pc_order"]
@@ -238,7 +277,7 @@ def workload_init(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_
     # touched memory: written then freed (largest blocks first, like a big anonymous mapping)
     nt = 0
     left = touched_pages
-    order = MAX_ORDER
+    order = np.int64(MAX_ORDER)
     while left > 0 and order >= 0:
         if (1 << order) > left or st["nr_free_pages"] - (1 << order) < st["wmark_high"]:
             order -= 1
@@ -247,7 +286,7 @@ def workload_init(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_
         if pfn < 0:
             order -= 1
             continue
-        block_write(st, bm, ver_src, pfn, order, False)
+        block_write(st, bm, ver_src, pfn, order, np.int64(0))
         tmp[nt, 0] = pfn
         tmp[nt, 1] = order
         nt += 1
@@ -261,12 +300,12 @@ def workload_init(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_
         p_age[j] = age
         proc_grow(st, prm, bd, bm, ver_src, held_blocks, pc_ring, procs, p_pool, j, grown)
     for i in range(dl_pool.shape[0]):
-        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, 0)
+        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, np.int64(0))
         if pfn < 0:
             st["status"] = FAILED
             st["failure"] = FAIL_OOM
             return
-        page_write(st, bm, ver_src, pfn, False)
+        page_write(st, bm, ver_src, pfn, np.int64(0))
         dl_pool[i] = pfn
     st["dl_n"] = dl_pool.shape[0]
     for i in range(nt):

@@ -7,6 +7,8 @@ check      show QEMU version, prepared guest and accelerator
 migrate    one configuration, repeated; netCDF files written to --out
 campaign   a whole measurement plan (resumable)
 summary    a table of measured runs
+bench      microbenchmarks of this host
+fit        fit this host's profile (this-host-tcg) on a few measured runs
 compare    measured runs next to the simulator's prediction (needs the engine)
 """
 
@@ -197,6 +199,24 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from .hostbench import run_all
+
+    sys.stdout.write(json.dumps(run_all(quick=args.quick), indent=2) + "\n")
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from .compare import DEFAULT_FIT_RUNS, fit_host_profile
+    from .measurement import load_all
+
+    runs = [ds for ds in load_all(args.dir) if str(ds["status"].values) == "completed"]
+    fit_runs = tuple(args.fit_run) if args.fit_run else DEFAULT_FIT_RUNS
+    doc = fit_host_profile(runs, fit_runs=fit_runs, name=args.name, out_dir=args.out_dir)
+    sys.stdout.write(json.dumps(doc["params"], indent=2) + "\n")
+    return 0
+
+
 def register_cli(subparsers) -> None:
     """Add ``fphint qemu ...`` to the main parser."""
     q = subparsers.add_parser(
@@ -250,6 +270,17 @@ def register_cli(subparsers) -> None:
     p.add_argument("dir", nargs="?", default="data/measurements")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_summary)
+
+    p = sub.add_parser("bench", help="microbenchmarks of this host (profile starting point)")
+    p.add_argument("--quick", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("fit", help="fit this host's profile on a few measured runs")
+    p.add_argument("dir", nargs="?", default="data/measurements")
+    p.add_argument("--fit-run", action="append", help="run id <config>-r<k> (repeatable)")
+    p.add_argument("--name", default="this-host-tcg", help="profile name")
+    p.add_argument("--out-dir", help="directory (default data/profiles)")
+    p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("compare", help="measured vs simulated, field by field")
     p.add_argument("dir", nargs="?", default="data/measurements")

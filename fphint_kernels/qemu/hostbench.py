@@ -1,0 +1,110 @@
+"""Microbenchmarks of this host, the starting point of its profile (``this-host-tcg``).
+
+Each one times, in this Python process, an operation the QEMU migration thread does per page:
+
+* ``zero_page_ns``: OR-reduce 4 KiB of zeros (what ``buffer_is_zero`` does for a zero page),
+  numpy over a large zero buffer viewed as pages of 512 words;
+* ``normal_page_ns``: copy 4 KiB into a buffer (reading the page into the QEMUFile buffer),
+  plus sending it over loopback TCP (next item), per page;
+* ``link_bytes_per_s``: loopback TCP throughput (127.0.0.1, one sender and one receiver thread,
+  1 MiB writes), the wire of the local migration.
+
+They are best-case numbers on an idle core; during a real migration under TCG the two emulated
+guests, the migration thread and other users share the cores, which the fit of ``cpu_speed``
+absorbs.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+
+PAGE = 4096
+
+
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def zero_check_ns(mib: int = 64, repeat: int = 5) -> float:
+    """ns to decide that one 4 KiB page of zeros is zero."""
+    buf = np.zeros((mib << 20) // 8, dtype=np.uint64).reshape(-1, PAGE // 8)
+    t = _best(lambda: np.bitwise_or.reduce(buf, axis=1).any(), repeat)
+    return t / buf.shape[0] * 1e9
+
+
+def page_copy_ns(mib: int = 64, repeat: int = 5) -> float:
+    """ns to copy one non-zero 4 KiB page."""
+    src = np.random.default_rng(0).integers(1, 2**63, (mib << 20) // 8, dtype=np.uint64)
+    dst = np.empty_like(src)
+    t = _best(lambda: np.copyto(dst, src), repeat)
+    return t / ((mib << 20) / PAGE) * 1e9
+
+
+def loopback_bytes_per_s(mib: int = 256, chunk: int = 1 << 20) -> float:
+    """Throughput of one TCP stream over 127.0.0.1 (bytes/s)."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    total = mib << 20
+    got = [0]
+
+    def receive():
+        conn, _ = srv.accept()
+        with conn:
+            while True:
+                d = conn.recv(1 << 20)
+                if not d:
+                    break
+                got[0] += len(d)
+
+    th = threading.Thread(target=receive, daemon=True)
+    th.start()
+    data = b"\x5a" * chunk
+    cli = socket.create_connection(srv.getsockname())
+    t = time.perf_counter()
+    sent = 0
+    while sent < total:
+        cli.sendall(data)
+        sent += chunk
+    cli.shutdown(socket.SHUT_WR)
+    th.join()
+    dt = time.perf_counter() - t
+    cli.close()
+    srv.close()
+    return got[0] / dt
+
+
+def run_all(quick: bool = False) -> dict:
+    """All microbenchmarks, with the host's load average at the time.
+
+    Returns
+    -------
+    dict
+        ``zero_page_ns``, ``page_copy_ns``, ``link_bytes_per_s``, ``normal_page_ns``
+        (copy + the wire time of 4104 bytes), ``loadavg``.
+    """
+    size = 16 if quick else 64
+    z = zero_check_ns(size)
+    c = page_copy_ns(size)
+    link = loopback_bytes_per_s(64 if quick else 256)
+    try:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+    except OSError:
+        load = ""
+    return {
+        "zero_page_ns": z,
+        "page_copy_ns": c,
+        "link_bytes_per_s": link,
+        "normal_page_ns": c + 4104 / link * 1e9,
+        "loadavg": load,
+    }
