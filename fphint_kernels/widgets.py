@@ -222,7 +222,8 @@ class Explorer:
         Message of the last failed update (an invalid scenario, e.g. a workload larger than the
         guest); the previous results stay on display.
     timings : dict
-        Seconds spent by the last update: ``simulate``, ``render``, ``total``.
+        Seconds spent by the last update: ``simulate`` (both runs, or the cache), ``numbers``
+        (until the numbers were on display), ``render`` (figures), ``total``.
     panel : ipywidgets.Widget
         The whole panel (displaying the Explorer displays it).
     """
@@ -267,6 +268,8 @@ class Explorer:
         self._progress_t0 = time.perf_counter()
         self._step = (0, self._progress_t0, None)
         self._speed = {}
+        self._figure = None
+        self._render_lock = threading.Lock()
         self._simulated = 0
 
         style = {"description_width": "9em"}
@@ -525,21 +528,28 @@ class Explorer:
             self.progress.layout.visibility = "hidden"
             return None
         t1 = time.perf_counter()
+        # the numbers go out first (the browser shows them while the figure is drawn)
+        self.legacy, self.hinted = legacy, hinted
+        self.error = None
+        self.result = self._result(legacy, hinted, bool(self.hint.value))
+        self.numbers.value = self._numbers_html(self.result)
+        t_numbers = time.perf_counter()
         self._set_progress(2, "drawing")
         shown = hinted if self.hint.value else legacy
         png = self.render(legacy, hinted, shown)
         map_png = page_map_png(shown) if "page-map" in shown else b""
         t2 = time.perf_counter()
-        self.legacy, self.hinted = legacy, hinted
-        self.error = None
-        self.result = self._result(legacy, hinted, bool(self.hint.value))
-        self.numbers.value = self._numbers_html(self.result)
         self.png = png
         self.image.value = png
         self.page_map_image.value = map_png
         self.page_map_title.value = _page_map_title(shown)
         self.updates += 1
-        self.timings = {"simulate": t1 - t0, "render": t2 - t1, "total": time.perf_counter() - t0}
+        self.timings = {
+            "simulate": t1 - t0,
+            "numbers": t_numbers - t0,
+            "render": t2 - t1,
+            "total": time.perf_counter() - t0,
+        }
         self.progress.value = 1.0
         self.progress.layout.visibility = "hidden"
         self.status.value = (
@@ -627,16 +637,20 @@ class Explorer:
     # ---- output ----------------------------------------------------------------------------
 
     def render(self, legacy, hinted, shown) -> bytes:
-        """The explorer figure as PNG bytes (drawn once, off pyplot)."""
+        """The explorer figure as PNG bytes (drawn once, off pyplot, on a figure kept between
+        updates so that only the data are replaced)."""
         import matplotlib as mpl
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from PIL import Image
 
-        with mpl.rc_context(fname=str(plot.STYLE)):
-            fig = Figure(figsize=(11, 5), dpi=self.dpi)
+        with self._render_lock, mpl.rc_context(fname=str(plot.STYLE)):
+            if self._figure is None:
+                self._figure = Figure(figsize=(11, 5), dpi=self.dpi)
+                FigureCanvasAgg(self._figure)
+            fig = self._figure
             plot.explorer_figure(legacy, hinted, shown=shown, fig=fig, with_page_map=False)
-            canvas = FigureCanvasAgg(fig)
+            canvas = fig.canvas
             canvas.draw()
             img = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba())
         buf = io.BytesIO()

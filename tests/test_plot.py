@@ -272,3 +272,24 @@ def test_explorer_figure(runs):
 def test_use_style():
     plot.use_style()
     assert matplotlib.rcParams["axes.spines.top"] is False
+
+
+def test_explorer_figure_redraw_replaces_data(runs):
+    """Drawing again on the same figure keeps the axes but leaves no stale artists."""
+    legacy, hinted = runs
+    small = fk.simulate(
+        fk.Scenario(memory="512M", workload="idle", max_bandwidth="100G", hint=True),
+        page_map_bins=32,
+    )
+    fresh = plot.explorer_figure(legacy, small, with_page_map=False)
+    fig = plot.explorer_figure(legacy, hinted, with_page_map=False)
+    axes = list(fig.axes)
+    plot.explorer_figure(legacy, small, fig=fig, with_page_map=False)
+    assert fig.axes == axes  # the same Axes objects
+    for old, new in zip(fresh.axes, fig.axes, strict=True):
+        assert len(new.get_lines()) == len(old.get_lines())
+        assert len(new.collections) == len(old.collections)
+        assert len(new.patches) == len(old.patches)
+        assert new.get_ylim() == pytest.approx(old.get_ylim())
+        assert new.get_xlim() == pytest.approx(old.get_xlim())
+        assert new.get_ylabel() == old.get_ylabel()

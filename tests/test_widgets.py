@@ -33,7 +33,8 @@ def test_initial_state(panel):
     assert bytes(panel.page_map_image.value).startswith(PNG)
     assert "hinting saves" in panel.numbers.value
     assert "updated in" in panel.status.value
-    assert set(panel.timings) == {"simulate", "render", "total"}
+    assert set(panel.timings) == {"simulate", "numbers", "render", "total"}
+    assert panel.timings["numbers"] <= panel.timings["total"]
 
 
 def test_controls_cover_the_scenario(panel):
