@@ -166,15 +166,16 @@ class Config:
     def run_memory(self, fast: bool = False) -> int:
         """Guest RAM to simulate (bytes).
 
-        Fast mode divides the published RAM by 8, but never below what the workload needs
-        (rounded up to a whole GiB): the code path is the same, the numbers are not comparable.
+        Fast mode divides the published RAM by 8, but keeps at least twice what the workload
+        needs (rounded up to a whole GiB), so that free memory is left to hint: the code path is
+        the same, the numbers are not comparable with the published ones.
         """
         mem = parse_size(self.memory, what="memory", default_unit="M")
         if not fast:
             return mem
-        need = Workload.load(self.workload).min_memory()
+        need = 2 * Workload.load(self.workload).min_memory()
         gib = 1 << 30
-        return max(mem // 8, -(-need // gib) * gib)
+        return min(mem, max(mem // 8, -(-need // gib) * gib))
 
     def scenario(self, hint: bool, seed: int, profile: str, fast: bool = False) -> Scenario:
         """The :class:`~fphint_kernels.Scenario` of this configuration in one mode.
