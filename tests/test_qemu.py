@@ -429,3 +429,47 @@ def test_cli_bad_input_is_one_line_exit_2(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "busy" in err[0]
     assert main(["qemu", "summary", "/nonexistent/dir"]) == 2
+
+
+# ---------------------------------------------------------------------------- comparison
+def test_scenario_for_uses_the_recorded_configuration():
+    from fphint_kernels.qemu.compare import run_id, scenario_for
+
+    trace = [(10.0 * i, r) for i, r in enumerate(MIGRATE_REPLIES)]
+    ds = measurement.to_dataset(_result(MIGRATE_REPLIES[-1], trace), run=1)
+    sc = scenario_for(ds, profile="prior", guest_options={"base_used": "64M", "fill": 0.9}, seed=3)
+    assert sc.memory == 1 << 30 and sc.workload == "fill-free" and sc.hint and sc.init_on_alloc
+    assert sc.downtime_limit == 50 and sc.max_bandwidth == 100 << 30 and sc.vcpus == 1
+    assert sc.seed == 3 and sc.profile == "prior"
+    opts = dict(sc.workload_options)
+    # what the guest program reports it wrote wins over the nominal 60 % and the guest options
+    assert opts["fill"] == pytest.approx(603168768 / (1 << 30))
+    assert opts["base_used"] == "64M"
+    assert run_id(ds) == "1G-fill-free-fill60-hint-ioa1-dl50-smp1-r1"
+
+
+def test_compare_and_error_summary_on_a_small_run():
+    pytest.importorskip("fphint_kernels.simulate")
+    from fphint_kernels.qemu.compare import compare, error_summary
+
+    final = {
+        "status": "completed",
+        "total-time": 400,
+        "downtime": 20,
+        "setup-time": 2,
+        "ram": {"transferred": 60_000_000, "duplicate": 50_000, "normal": 14_000,
+                "normal-bytes": 14_000 * 4096, "dirty-sync-count": 3},
+    }  # fmt: skip
+    res = _result(final, [(0.0, final)])
+    res.config = RunConfig(memory=256 << 20, mode="idle", hint=False, downtime_limit_ms=300)
+    ds = measurement.to_dataset(res)
+    table = compare([ds], profile="prior")
+    assert len(table) == 1 and bool(table["held_out"].iloc[0])
+    row = table.iloc[0]
+    assert row["m:ram-normal"] == 14_000 and row["s:ram-normal"] > 0
+    assert row["err:ram-normal"] == pytest.approx((row["s:ram-normal"] - 14_000) / 14_000)
+    # a legacy migration sends every page once at least: zero + normal >= guest pages
+    assert row["s:ram-duplicate"] + row["s:ram-normal"] >= (256 << 20) // 4096
+    summ = error_summary(table)
+    assert summ.loc["ram-normal", "runs"] == 1
+    assert summ.loc["total-time", "target"] == 0.30

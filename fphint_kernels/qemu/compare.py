@@ -203,6 +203,34 @@ def error_summary(table: pd.DataFrame, *, held_out_only: bool = True) -> pd.Data
     return pd.DataFrame(out).set_index("field")
 
 
+def repeat_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """The noise floor: per field, how far repeats of one configuration are from their median.
+
+    For every configuration with at least two completed runs, the relative deviation
+    ``|m - median(m)| / median(m)`` of each run; the table gives its median and the share of
+    runs within the target.  No simulator can predict a single run better than this.
+    """
+    t = table[table["status"] == "completed"]
+    out = []
+    for f in FIELDS:
+        devs = []
+        for _, g in t.groupby("config"):
+            m = g[f"m:{f}"].dropna()
+            if len(m) >= 2 and m.median() > 0:
+                devs += list((m - m.median()).abs() / m.median())
+        d = pd.Series(devs, dtype=float)
+        tgt = TARGETS.get(f)
+        out.append(
+            {
+                "field": f,
+                "runs": len(d),
+                "median_abs_dev": float(d.median()) if len(d) else np.nan,
+                "within_target": float((d <= tgt).mean()) if (tgt and len(d)) else np.nan,
+            }
+        )
+    return pd.DataFrame(out).set_index("field")
+
+
 def compare_dir(root, *, profile: str = PROFILE, held_out_only: bool = False) -> pd.DataFrame:
     """:func:`compare` over every completed measured run under ``root``."""
     from .measurement import load_all
@@ -224,8 +252,10 @@ def format_table(table: pd.DataFrame) -> str:
         for f, nm in short.items():
             parts.append(f"{nm} {r[f'm:{f}']:.4g}/{r[f's:{f}']:.4g}")
         lines.append(" ".join(parts))
-    lines.append("")
-    lines.append(error_summary(table).to_string(float_format=lambda v: f"{v:.3f}"))
+    fmt = {"float_format": lambda v: f"{v:.3f}"}
+    lines += ["", "simulated vs measured, held-out runs:", error_summary(table).to_string(**fmt)]
+    lines += ["", "repeat-to-repeat spread of the measurements (noise floor):",
+              repeat_spread(table).to_string(**fmt)]  # fmt: skip
     return "\n".join(lines)
 
 

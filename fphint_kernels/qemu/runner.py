@@ -691,6 +691,8 @@ def _check_destination(dst: QemuProcess) -> tuple[str, health.Health]:
         ok = dst.console.wait_for(rf"FPHINT-PONG-42-{tok}", 30, start=start, alive=alive)
         if not ok:
             answered = False
+            if health.trouble_lines(dst.console.text()):
+                break  # crashed (Oops/BUG) and not answering: the other probes would time out
     time.sleep(1.0)
     verdict = health.check_health(dst.console.text(), probe_answered=answered)
     if not dst.alive():
