@@ -109,6 +109,7 @@ def test_pythia_order(path):
     assert pos == sorted(pos), f"{path.name}: sections out of Pythia order {PYTHIA_ORDER}"
 
 
+@pytest.mark.slow  # kernels of its own, which would run JIT-disabled in the coverage pass
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
 def test_notebook_executes(path):
     """Run the notebook headless as the tests' fast mode does; any cell error fails."""

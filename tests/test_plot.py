@@ -1,8 +1,9 @@
 """Figures: the colours of the page map, what each plot draws, and labelled axes with units.
 
 Hand-made Datasets (built through the variables registry) check the page-map colouring and the
-cursor arithmetic exactly; small real runs (1 GiB, a fraction of a second each once compiled)
-check that every figure draws from what ``fk.simulate`` returns.
+cursor arithmetic exactly; small real runs (512 MiB: a fraction of a second each once compiled,
+a few seconds with ``NUMBA_DISABLE_JIT=1`` in the coverage pass) check that every figure draws
+from what ``fk.simulate`` returns.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def _close_figures():
 
 @pytest.fixture(scope="module")
 def runs():
-    """An idle 1 GiB guest, legacy and hinting, with traces and a page map."""
-    base = dict(memory="1G", workload="idle", downtime_limit="300ms", max_bandwidth="100G", seed=1)
+    """An idle 512 MiB guest, legacy and hinting, with traces and a page map."""
+    base = dict(
+        memory="512M", workload="idle", downtime_limit="300ms", max_bandwidth="100G", seed=1
+    )
     kw = dict(page_map_bins=32, trace_interval_ms=1.0)
     legacy = fk.simulate(fk.Scenario(**base, hint=False), **kw)
     hinted = fk.simulate(fk.Scenario(**base, hint=True), **kw)
@@ -131,8 +134,8 @@ def test_page_map_image_extent_and_labels(runs):
     rgb, rounds = plot.page_map_rgb(hinted)
     assert img.get_array().shape == rgb.shape
     x0, x1, y0, y1 = img.get_extent()
-    assert (x0, x1) == (0, pytest.approx(1.0))  # 1 GiB guest, axis in GiB
-    assert "GiB" in ax.get_xlabel()
+    assert (x0, x1) == (0, pytest.approx(512.0))  # 512 MiB guest, axis in MiB
+    assert "MiB" in ax.get_xlabel()
     assert (y1, y0) == (rounds[0] - 0.5, rounds[-1] + 0.5)
     assert ax.get_legend() is not None
 
@@ -168,7 +171,7 @@ def test_timeline_draws_both_modes(runs):
     assert ax_p.get_shared_x_axes().joined(ax_p, ax_b)  # the time axis is labelled below
     labels = [line.get_label() for line in ax_p.get_lines() if not line.get_label().startswith("_")]
     assert len(labels) == 2 and labels[0].startswith("legacy") and labels[1].startswith("hinting")
-    # pending is drawn in the unit of the label, sent bytes in MiB for a 1 GiB guest
+    # pending is drawn in the unit of the label, sent bytes in MiB for a 512 MiB guest
     pend = ax_p.get_lines()[0].get_ydata()
     scale = {"pages": 1.0, "thousand pages": 1e3, "million pages": 1e6}[
         UNIT.search(ax_p.get_ylabel()).group(1)
@@ -278,7 +281,7 @@ def test_explorer_figure_redraw_replaces_data(runs):
     """Drawing again on the same figure keeps the axes but leaves no stale artists."""
     legacy, hinted = runs
     small = fk.simulate(
-        fk.Scenario(memory="512M", workload="idle", max_bandwidth="100G", hint=True),
+        fk.Scenario(memory="384M", workload="idle", max_bandwidth="100G", hint=True),
         page_map_bins=32,
     )
     fresh = plot.explorer_figure(legacy, small, with_page_map=False)

@@ -11,6 +11,10 @@ import fphint_kernels as fk
 from fphint_kernels import widgets
 from fphint_kernels.errors import ScenarioError
 
+# guests of 1 GiB and more: minutes each with NUMBA_DISABLE_JIT=1 (the coverage pass skips
+# slow tests; widgets.py is omitted from coverage)
+pytestmark = pytest.mark.slow
+
 GIB = 1 << 30
 PNG = b"\x89PNG\r\n\x1a\n"
 
