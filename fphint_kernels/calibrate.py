@@ -121,12 +121,7 @@ def published_targets(patch_version: str = "v36", path=None) -> list[Target]:
     for r in load_published(path):
         if r["metric"] != "total-time" or r["patch_version"] != patch_version:
             continue
-        cfg = Config(
-            source=r["source"], patch_version=r["patch_version"], memory=r["guest_ram"],
-            downtime_limit=r["downtime_limit"], workload=r["workload"], vcpus=r["vcpus"],
-            max_bandwidth=r["max_bandwidth"],
-        )  # fmt: skip
-        out.append(Target(r["id"], cfg, r["mode"] == "hint", r["value"]))
+        out.append(Target(r["id"], Config.from_row(r), r["mode"] == "hint", r["value"]))
     if not out:
         raise FphintError(f"no published total-time rows for {patch_version!r}")
     return out

@@ -159,6 +159,15 @@ class Config:
     vcpus: int
     max_bandwidth: str
 
+    @classmethod
+    def from_row(cls, row: dict) -> Config:
+        """The configuration of a row of :func:`load_published`."""
+        return cls(
+            source=row["source"], patch_version=row["patch_version"], memory=row["guest_ram"],
+            downtime_limit=row["downtime_limit"], workload=row["workload"], vcpus=row["vcpus"],
+            max_bandwidth=row["max_bandwidth"],
+        )  # fmt: skip
+
     @property
     def label(self) -> str:
         return f"{self.patch_version} {self.memory} {self.downtime_limit} {self.workload}"
@@ -213,11 +222,7 @@ def configurations(rows: list[dict] | None = None) -> list[Config]:
     for r in rows:
         if r["metric"] != "total-time":
             continue
-        c = Config(
-            source=r["source"], patch_version=r["patch_version"], memory=r["guest_ram"],
-            downtime_limit=r["downtime_limit"], workload=r["workload"], vcpus=r["vcpus"],
-            max_bandwidth=r["max_bandwidth"],
-        )  # fmt: skip
+        c = Config.from_row(r)
         if c not in out:
             out.append(c)
     return out
@@ -225,14 +230,7 @@ def configurations(rows: list[dict] | None = None) -> list[Config]:
 
 def _lookup(rows: list[dict], cfg: Config, mode: str, metric: str) -> dict | None:
     for r in rows:
-        if (
-            r["patch_version"] == cfg.patch_version
-            and r["guest_ram"] == cfg.memory
-            and r["downtime_limit"] == cfg.downtime_limit
-            and r["workload"] == cfg.workload
-            and r["mode"] == mode
-            and r["metric"] == metric
-        ):
+        if r["mode"] == mode and r["metric"] == metric and Config.from_row(r) == cfg:
             return r
     return None
 
