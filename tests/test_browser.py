@@ -180,6 +180,17 @@ def test_explorer_in_chromium(voila_url, browser):
     assert page.locator(".fphint-figure").screenshot() != figure_before
     panel.screenshot(path=str(ARTIFACTS / "explorer.png"))
     assert (ARTIFACTS / "explorer.png").stat().st_size > 10_000
+
+    # 32 GiB and more run in a worker thread: its widget updates must reach the page too
+    for _ in range(4):  # 2 -> 4 -> 8 -> 16 -> 32 GiB
+        handle.press("ArrowRight")
+    page.wait_for_function(
+        "document.querySelector('.fphint-status').innerText.includes('32.00 GiB: updated')",
+        timeout=UPDATE_TIMEOUT * 1000,
+    )
+    assert "32 GiB" in page.inner_text(".fphint-memory")
+    assert page.inner_text(".fphint-numbers") != numbers_after
+    panel.screenshot(path=str(ARTIFACTS / "explorer-32g.png"))
     assert not errors, errors
     page.close()
 
