@@ -47,7 +47,7 @@ DEFAULT_FIT_RUNS = (
     "1G-fill-free-fill60-hint-ioa1-dl400-smp1-r0",
     "4G-idle-hint-ioa0-dl400-smp1-r0",
 )
-FREE = ("cpu_speed", "hint_block_us", "zero_fill_ns_per_page", "setup_fixed_ms")
+FREE = ("cpu_speed", "hint_block_us", "hint_start_ms", "zero_fill_ns_per_page", "setup_fixed_ms")
 
 
 def run_id(ds) -> str:
