@@ -13,11 +13,44 @@ must never change a published comparison without the user asking for it.
 from __future__ import annotations
 
 import os
-from functools import partial
+from pathlib import Path
 
 from numba import njit
 
 CACHE = os.environ.get("FPHINT_NUMBA_CACHE", "0") == "1"
 FASTMATH = os.environ.get("FPHINT_FASTMATH", "0") == "1"
 
-jit = partial(njit, cache=CACHE, fastmath=FASTMATH, nogil=True)
+#: Every dispatcher made by :func:`jit`, so that caching can be switched on after import.
+DISPATCHERS = []
+
+
+def jit(func=None, **options):
+    """``numba.njit`` with the project's options (``@jit`` or ``@jit(inline="always")``)."""
+    options = {"cache": CACHE, "fastmath": FASTMATH, "nogil": True, **options}
+
+    def wrap(f):
+        d = njit(**options)(f)
+        DISPATCHERS.append(d)
+        return d
+
+    return wrap(func) if func is not None else wrap
+
+
+def enable_cache(cache_dir: str | None = None) -> bool:
+    """Cache compiled kernels on disk from now on (used by the ``fphint`` command, where a cold
+    compile of tens of seconds per invocation would make the tool unusable).
+
+    ``cache_dir`` defaults to ``NUMBA_CACHE_DIR`` or ``~/.cache/fphint/numba``.  Returns False
+    when the JIT is disabled (nothing to cache).
+    """
+    from numba.core import config
+
+    if config.DISABLE_JIT:
+        return False
+    config.CACHE_DIR = cache_dir or os.environ.get("NUMBA_CACHE_DIR") or str(
+        Path.home() / ".cache" / "fphint" / "numba"
+    )
+    for d in DISPATCHERS:
+        if getattr(d, "_cache", None) is None or type(d._cache).__name__ == "NullCache":
+            d.enable_caching()
+    return True

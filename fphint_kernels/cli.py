@@ -1,6 +1,6 @@
 """The ``fphint`` command.
 
-Subcommands: ``simulate`` (one migration), ``bench`` (engine speed), and those that other modules
+Subcommands: ``simulate`` (one migration), and those that other modules
 register through a ``register_cli(subparsers)`` function (``calibrate``, ``reproduce``, ``qemu``).
 Bad input gives a one-line message on stderr and exit code 2, never a traceback.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from .errors import FphintError
@@ -34,6 +35,13 @@ def _on_off(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
 
 
+def _whole(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+
+
 def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     """The options that describe one scenario (shared by several subcommands)."""
     from .config import FAULTS, HINT_RELEASE, PAGE_POISON, available_profiles, available_workloads
@@ -55,9 +63,9 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
                         "after-pass (v36 patch)")
     g.add_argument("--auto-converge", type=_on_off, default=False, metavar="on|off",
                    help="QEMU auto-converge")
-    g.add_argument("--vcpus", type=int, default=4, help="guest vCPUs")
+    g.add_argument("--vcpus", type=_whole, default=4, help="guest vCPUs")
     g.add_argument("--profile", default="v36", help=f"host profile: {', '.join(available_profiles())}")
-    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--seed", type=_whole, default=0, help="random seed (whole number >= 0)")
     g.add_argument("--fault", action="append", default=[], choices=tuple(FAULTS),
                    help="break the protocol on purpose (repeatable)")
     g.add_argument("--max-time", default="10min",
@@ -116,12 +124,6 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
-def _cmd_bench(args) -> int:
-    from .bench import run_benchmarks
-
-    return run_benchmarks(quick=args.quick, out=args.out)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fphint", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -134,13 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true", help="with --json: on one line")
     p.add_argument("--out", help="also write the whole Dataset to this netCDF file")
     p.set_defaults(func=_cmd_simulate)
-
-    p = sub.add_parser("bench", help="benchmark the engine against the naive reference",
-                       description="Time the engine side by side with the naive reference "
-                                   "and report simulated-time / wall-time.")
-    p.add_argument("--quick", action="store_true", help="small scenarios only")
-    p.add_argument("--out", help="write the results as JSON to this file")
-    p.set_defaults(func=_cmd_bench)
 
     for mod in PLUGINS:
         try:
@@ -155,8 +150,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options whose value may look like a flag (``--memory -1G``): glued as ``--memory=-1G`` so
+#: that the value reaches validation and gets a proper message.
+VALUE_OPTIONS = ("--memory", "--downtime-limit", "--max-bandwidth", "--max-time", "--fill",
+                 "--dirty-bytes", "--dirty-interval", "--intensity", "--seed", "--vcpus")
+
+
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    out = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and not argv[i + 1].startswith("--"):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _enable_kernel_cache() -> None:
+    """The command caches compiled kernels (a cold compile takes tens of seconds); the Python
+    API leaves that to ``FPHINT_NUMBA_CACHE``.  ``FPHINT_NUMBA_CACHE=0`` turns it off here too."""
+    if os.environ.get("FPHINT_NUMBA_CACHE", "1") == "1":
+        from ._numba import enable_cache
+
+        enable_cache()
+
+
 def main(argv=None) -> int:
+    _enable_kernel_cache()
     parser = build_parser()
+    argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

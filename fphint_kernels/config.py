@@ -207,7 +207,10 @@ def _parse_wparam(key: str, value):
     if kind == "size":
         return float(parse_size(value, what=what))
     if kind == "ms":
-        return float(parse_duration_ms(value, what=what))
+        v = float(parse_duration_ms(value, what=what))
+        if v <= 0:
+            raise ScenarioError(f"{what}: must be > 0")
+        return v
     if kind == "frac":
         return parse_fraction(value, what=what)
     try:

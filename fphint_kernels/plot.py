@@ -154,6 +154,30 @@ def _check(ds, *names):
         )
 
 
+#: most samples of a trace drawn (longer traces are thinned by taking every k-th sample)
+MAX_TRACE_POINTS = 4000
+
+
+def _thin(n: int, max_points: int = MAX_TRACE_POINTS) -> np.ndarray:
+    """Indices of at most about ``max_points`` evenly spaced samples of ``n``, last included.
+
+    A run that does not converge traces up to its max-time (10 min at 1 ms is 600 000 samples),
+    far more than a figure can show and slow to draw.
+
+    Examples
+    --------
+    >>> _thin(5, 10).tolist()
+    [0, 1, 2, 3, 4]
+    >>> _thin(10, 4).tolist()
+    [0, 3, 6, 9]
+    """
+    if n <= max_points:
+        return np.arange(n)
+    step = -(-n // max_points)
+    idx = np.arange(0, n, step)
+    return idx if idx[-1] == n - 1 else np.r_[idx, n - 1]
+
+
 def _rgb(name: str) -> np.ndarray:
     from matplotlib.colors import to_rgb
 
@@ -423,11 +447,12 @@ def timeline(legacy=None, hinted=None, fig=None, axes=None, runs=None):
         else ((1e3, "thousand pages") if pmax >= 2e4 else (1.0, "pages"))
     )
     for name, ds, color in runs:
-        t = ds["time"].values / tdiv
+        k = _thin(ds.sizes["time"])
+        t = ds["time"].values[k] / tdiv
         total = float(ds["total-time"])
         label = f"{name}: {format_ms(total)}"
-        pend = ds["pending"].values / pdiv
-        sent = ds["transferred"].values / bdiv
+        pend = ds["pending"].values[k] / pdiv
+        sent = ds["transferred"].values[k] / bdiv
         ax_p.plot(t, pend, color=color, label=label, lw=1.5)
         ax_b.plot(t, sent, color=color, label=label, lw=1.5)
         if np.isfinite(total) and len(t):
@@ -500,10 +525,11 @@ def race(ds, ax=None, legend: bool = True):
     div, unit = size_unit(mem)
     t_end = float(ds["total-time"]) if "total-time" in ds else float(ds["time"].max())
     tdiv, tunit = time_unit(t_end)
-    t = ds["time"].values / tdiv
+    k = _thin(ds.sizes["time"])
+    t = ds["time"].values[k] / tdiv
     per = PAGE_SIZE / div
-    sender = ds["sender-pfn"].values.astype(float) * per
-    hint = ds["hint-pfn"].values.astype(float)
+    sender = ds["sender-pfn"].values[k].astype(float) * per
+    hint = ds["hint-pfn"].values[k].astype(float)
     hint = np.where(hint < 0, np.nan, hint * per)
     if "round-start" in ds:
         for i, (a, b) in enumerate(
@@ -518,7 +544,7 @@ def race(ds, ax=None, legend: bool = True):
         # yet; once the pass is over (the cursor stops moving) nothing more is hinted
         valid = np.isfinite(hint)
         moving = valid & _before_last_change(
-            hint, ds["round-index"].values if "round-index" in ds else np.zeros(len(hint))
+            hint, ds["round-index"].values[k] if "round-index" in ds else np.zeros(len(hint))
         )
         ahead = valid & (hint > sender)
         behind = moving & (hint <= sender)

@@ -41,8 +41,8 @@ _SPECS = [
     # ---- scalars, model only -------------------------------------------------------------
     Spec("hinted-pages", (), "iu", "pages", "pages in hint blocks the host accepted"),
     Spec("skipped-pages", (), "iu", "pages", "pending bits cleared by hints (pages not sent then)"),
-    Spec("lost-pages", (), "iu", "pages", "pages the guest may read whose destination copy is stale (must be 0)"),
-    Spec("stale-free-pages", (), "iu", "pages", "free or balloon-held pages whose destination copy is stale (harmless)"),
+    Spec("lost-pages", (), "iu", "pages", "pages the guest may read whose destination copy is stale (must be 0; -1: run did not complete)"),
+    Spec("stale-free-pages", (), "iu", "pages", "free or balloon-held pages whose destination copy is stale (harmless; -1: not completed)"),
     Spec("rounds", (), "iu", "1", "iteration rounds before stop-and-copy"),
     Spec("hint-cpu-time", (), "f", "ms", "guest vCPU time spent by the hint worker (incl. zeroing)"),
     Spec("zeroing-cpu-time", (), "f", "ms", "guest vCPU time spent zeroing allocations (init_on_alloc)"),

@@ -13,15 +13,17 @@ reduction is always hinting against legacy.
 
 Responsiveness: results are cached per scenario (toggling a control back costs only a redraw);
 figures are drawn on a private ``matplotlib.figure.Figure`` and sent as one PNG to an
-``ipywidgets.Image`` (no pyplot state, so drawing can run off the main thread); guests of at
-least ``background_from`` bytes are simulated in a worker thread while a progress bar and an
-elapsed-time label keep moving, and changes made meanwhile are coalesced into one more run.
+``ipywidgets.Image`` (no pyplot state, so drawing can run off the main thread); a control
+change runs the scenario in a worker thread (the kernel stays free; a run that takes long, a
+large guest or one that does not converge, shows a progress bar and the elapsed time), and
+changes made meanwhile are coalesced into one more run.
 """
 
 from __future__ import annotations
 
 import html
 import io
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -96,7 +98,7 @@ def trace_interval_for(memory: int) -> float:
 def _fmt(value, kind: str) -> str:
     if kind == "text":
         return html.escape(str(value))
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if kind == "ms":
         return plot.format_ms(float(value))
@@ -168,8 +170,6 @@ def _legend_html() -> str:
 def _reduction(legacy: float, hinted: float) -> float | None:
     """Relative saving of hinting, ``1 - hinted / legacy`` (None when undefined: a legacy value
     of 0, or a run that did not complete and has no total time)."""
-    import math
-
     if not legacy or not math.isfinite(legacy) or not math.isfinite(hinted):
         return None
     return 1.0 - hinted / legacy
@@ -198,8 +198,8 @@ class Explorer:
         Address bins of the page map.
     background_from : int
         Guests of at least this many bytes are simulated in a worker thread when a control
-        changes (default 32 GiB); smaller ones run in the callback.  :meth:`update` is always
-        synchronous.
+        changes (default 0: all); smaller ones run in the callback itself, which makes the
+        controls synchronous (used by tests).  :meth:`update` is always synchronous.
     auto_update : bool
         Run the initial scenario now and re-run on every control change.
     dpi : int
@@ -243,7 +243,7 @@ class Explorer:
         profile="v36",
         seed=0,
         page_map_bins=256,
-        background_from=32 * GIB,
+        background_from=0,
         auto_update=True,
         dpi=72,
         cache_size=16,
@@ -665,7 +665,11 @@ class Explorer:
             "legacy": s_l,
             "hinting": s_h,
             "shown": "hinting" if show_hint else "legacy",
-            "reduction": _reduction(float(s_l["total-time"]), float(s_h["total-time"])),
+            "reduction": (
+                _reduction(float(s_l["total-time"]), float(s_h["total-time"]))
+                if s_l.get("status") == s_h.get("status") == "completed"
+                else None
+            ),
         }
         for key in ("total-time", "downtime", "ram-transferred", "rounds", "status"):
             out[key] = shown[key]
@@ -697,12 +701,19 @@ class Explorer:
                 f'<td style="text-align:right">{saved}</td></tr>'
             )
         red = result["reduction"]
-        headline = (
-            "hinting saves "
-            + (f"<b>{100 * red:.0f} %</b>" if red is not None else "-")
-            + f" of the total time ({_fmt(s_h['total-time'], 'ms')} vs "
-            f"{_fmt(s_l['total-time'], 'ms')})"
-        )
+        if s_l.get("status") == s_h.get("status") == "completed":
+            headline = (
+                "hinting saves "
+                + (f"<b>{100 * red:.0f} %</b>" if red is not None else "-")
+                + f" of the total time ({_fmt(s_h['total-time'], 'ms')} vs "
+                f"{_fmt(s_l['total-time'], 'ms')})"
+            )
+        else:
+            headline = (
+                f'<span style="color:#b00">legacy {_fmt(s_l.get("status"), "text")}, hinting '
+                f"{_fmt(s_h.get('status'), 'text')}</span>: a run that does not converge stops "
+                "at the scenario's max-time"
+            )
         return (
             f'<div class="fphint-headline">{headline}</div>'
             '<table style="border-collapse:collapse;font-size:90%;width:100%">'

@@ -226,6 +226,11 @@ def workload_step(
         st["dl_acc"] += st["dl_n"] / prm["dl_interval"] * dt
         n = int(st["dl_acc"])
         st["dl_acc"] -= n
+        # one process on one vCPU cannot write faster than it can fill pages
+        cap = int(dt * 1e6 / max(prm["zero_fill_ns"], 1.0)) + 1
+        if n > cap:
+            n = cap
+            st["dl_acc"] = 0.0
         for _ in range(n):
             page_write(st, bm, ver_src, np.int64(dl_pool[st["dl_cursor"]]), np.int64(0))
             st["dl_cursor"] = (st["dl_cursor"] + 1) % st["dl_n"]

@@ -480,3 +480,33 @@ def plot_comparison(table: pd.DataFrame, fields=("ram-duplicate", "ram-normal",
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def config_summary(measured: list) -> pd.DataFrame:
+    """Per configuration: runs, total-time median/min/max, medians of zero and normal pages and
+    syncs, and how many destination guests were healthy."""
+    rows = []
+    for ds in measured:
+        rows.append(
+            {
+                "config": ds.attrs["config_key"],
+                "total": _value(ds, "total-time"),
+                "downtime": _value(ds, "downtime"),
+                "zero": _value(ds, "ram-duplicate"),
+                "normal": _value(ds, "ram-normal"),
+                "syncs": _value(ds, "dirty-sync-count"),
+                "guest_ok": int(ds.attrs.get("guest_ok", 0)),
+            }
+        )
+    df = pd.DataFrame(rows)
+    return df.groupby("config").agg(
+        runs=("total", "size"),
+        total_median=("total", "median"),
+        total_min=("total", "min"),
+        total_max=("total", "max"),
+        downtime_median=("downtime", "median"),
+        zero_median=("zero", "median"),
+        normal_median=("normal", "median"),
+        syncs_median=("syncs", "median"),
+        guest_ok=("guest_ok", "sum"),
+    )
