@@ -473,3 +473,19 @@ def test_compare_and_error_summary_on_a_small_run():
     summ = error_summary(table)
     assert summ.loc["ram-normal", "runs"] == 1
     assert summ.loc["total-time", "target"] == 0.30
+
+
+def test_raw_result_round_trip(tmp_path):
+    from fphint_kernels.qemu.runner import _dump_raw, load_raw
+
+    trace = [(10.0 * i, r) for i, r in enumerate(MIGRATE_REPLIES)]
+    res = _result(MIGRATE_REPLIES[-1], trace, dest=CRASH_DEST, probe=False)
+    (tmp_path / "src-console.log").write_text(BOOT_LOG)
+    (tmp_path / "dst-console.log").write_text(CRASH_DEST)
+    _dump_raw(res, tmp_path / "result.json")
+    back = load_raw(tmp_path / "result.json")
+    assert back.config == res.config and back.final == res.final and back.trace == res.trace
+    assert back.health.counts() == res.health.counts() and not back.health.ok
+    a, b = measurement.to_dataset(res), measurement.to_dataset(back)
+    assert a.attrs["guest_trouble_counts"] == b.attrs["guest_trouble_counts"]
+    assert int(a["ram-normal"]) == int(b["ram-normal"])
