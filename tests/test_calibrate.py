@@ -1,9 +1,11 @@
 """Calibration (fphint_kernels.calibrate) and the fitted profiles in data/profiles/."""
 
 import csv
+import importlib
 import json
 
 import pytest
+from test_published import fake_simulate
 
 import fphint_kernels as fk
 from fphint_kernels import calibrate, experiments
@@ -85,6 +87,55 @@ def test_the_v37_profile_is_the_v36_profile_on_a_slower_testbed():
     assert dict(v37.provenance)["calibration"]["rows"] == []
 
 
+def test_fit_with_a_stand_in_engine(monkeypatch):
+    """Nelder-Mead on log-parameters finds the zero-page cost that produced the targets."""
+    monkeypatch.setattr(
+        importlib.import_module("fphint_kernels.simulate"), "simulate", fake_simulate
+    )
+    truth = fk.HostProfile.load("prior").with_params(zero_page_ns=900.0)
+    targets = [
+        calibrate.Target(t.row, t.config, t.hint,
+                         calibrate.simulate_targets(truth, [t], [1, 2]).mean())
+        for t in calibrate.published_targets("v36")
+    ]  # fmt: skip
+    start = fk.HostProfile.load("prior")
+    fit = calibrate.fit_profile(targets, start, ("zero_page_ns",), seeds=2,
+                                max_evals=120)  # fmt: skip
+    assert fit.profile.params["zero_page_ns"] == pytest.approx(900.0, rel=0.02)
+    assert fit.success
+    assert abs(fit.residuals_pct).max() < 1.0
+    assert fit.seeds == [1, 2]
+    assert len(fit.history) == len({tuple(h["params"].values()) for h in fit.history})
+    # least squares on the same problem
+    fit = calibrate.fit_profile(targets, start, ("zero_page_ns",), seeds=2,
+                                method="least-squares", max_evals=40)  # fmt: skip
+    assert fit.profile.params["zero_page_ns"] == pytest.approx(900.0, rel=0.02)
+
+
+def test_write_profile_records_its_provenance(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        importlib.import_module("fphint_kernels.simulate"), "simulate", fake_simulate
+    )
+    targets = calibrate.published_targets("v36")
+    fit = calibrate.fit_profile(targets, fk.HostProfile.load("prior"), ("zero_page_ns",),
+                                seeds=1, max_evals=5)  # fmt: skip
+    path = calibrate.write_profile(fit, "test-fit", "prior", tmp_path, command="fphint calibrate")
+    doc = json.loads(path.read_text())
+    prof = fk.HostProfile.from_dict(doc)
+    assert prof.params["zero_page_ns"] == pytest.approx(fit.profile.params["zero_page_ns"],
+                                                        rel=1e-5)  # fmt: skip
+    cal = doc["provenance"]["calibration"]
+    assert cal["rows"] == [t.row for t in targets]
+    assert cal["seeds"] == [1] and cal["start_profile"] == "prior"
+    assert cal["free_params"] == ["zero_page_ns"]
+    assert [t["residual_pct"] for t in cal["targets"]] == pytest.approx(
+        list(fit.residuals_pct), abs=0.01
+    )
+    assert cal["optimiser"]["evaluations"] == fit.nfev
+    assert doc["provenance"]["zero_page_ns"].startswith("fitted by fphint calibrate")
+
+
+@pytest.mark.slow
 def test_fit_recovers_a_known_parameter():
     """Targets simulated with a known zero-page cost; the fit from a wrong start must find it."""
     truth = fk.HostProfile.load("prior").with_params(zero_page_ns=900.0)

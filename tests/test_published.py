@@ -1,8 +1,8 @@
 """The published figures (data/published/) and how the reproduction reads them."""
 
 import csv
+import importlib
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,15 +97,19 @@ def test_bad_rows_are_one_line_errors(tmp_path, edit, message):
         experiments.load_published(path)
 
 
-def fake_simulate(sc, **kw):
-    """Stand-in engine: total-time is a function of the scenario only (plumbing test)."""
-    t = sc.memory / 2**20 * (0.1 if sc.hint else 0.3) + sc.seed
+def fake_simulate(sc, profile=None, **kw):
+    """Stand-in engine for plumbing tests (also used by test_experiments and test_calibrate):
+    total-time is a simple function of the scenario and of the profile's zero_page_ns."""
+    prof = profile or sc.load_profile()
+    t = sc.memory / 2**20 * (0.1 if sc.hint else 0.3) * prof.params["zero_page_ns"] / 500
+    t += sc.seed
     return xr.Dataset({
         "status": ((), "completed"),
         "total-time": ((), t, {"units": "ms"}),
         "lost-pages": ((), 0),
-        "guest-overhead-time": ((), 1.0),
-        "held-pages-max": ((), 0),
+        "hinted-pages": ((), 1000 if sc.hint else 0),
+        "guest-overhead-time": ((), 3.0 if sc.hint else 1.0),
+        "held-pages-max": ((), 1000 if sc.hint else 0),
     })  # fmt: skip
 
 
@@ -120,7 +124,9 @@ def test_the_reproduction_reads_the_published_file(tmp_path, monkeypatch):
         w.writeheader()
         w.writerows(rows)
     # fk.simulate is the function; the engine module is in sys.modules
-    monkeypatch.setattr(sys.modules["fphint_kernels.simulate"], "simulate", fake_simulate)
+    monkeypatch.setattr(
+        importlib.import_module("fphint_kernels.simulate"), "simulate", fake_simulate
+    )
     res = experiments.reproduce(2, published=path, progress=False, fast=False)
     table = experiments.table(res)
     want = {
