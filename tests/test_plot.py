@@ -222,6 +222,22 @@ def test_race_legacy_has_no_hint_cursor(runs):
     assert len(plot.race(hinted).get_lines()) == 2
 
 
+def test_thin_keeps_long_traces_drawable():
+    assert plot._thin(3).tolist() == [0, 1, 2]
+    idx = plot._thin(600_001)
+    assert idx[0] == 0 and idx[-1] == 600_000
+    assert len(idx) <= plot.MAX_TRACE_POINTS + 1
+    assert np.all(np.diff(idx) > 0)
+    n = 50_000
+    t = np.arange(n, dtype=float)
+    ds = fake_run(
+        [[counts(used=1024)]], memory_pages=1024, time=t, sender=t % 1024, hint_pfn=-np.ones(n)
+    )
+    (line,) = plot.race(ds).get_lines()
+    assert len(line.get_xdata()) <= plot.MAX_TRACE_POINTS + 1
+    assert line.get_xdata()[-1] == pytest.approx(t[-1])
+
+
 def test_before_last_change():
     out = plot._before_last_change(np.array([5.0, 4, 4, 3, 3, 3]), np.zeros(6))
     assert out.tolist() == [True, True, True, True, False, False]

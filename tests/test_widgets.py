@@ -17,12 +17,15 @@ pytestmark = pytest.mark.slow
 
 GIB = 1 << 30
 PNG = b"\x89PNG\r\n\x1a\n"
+SYNC = 1 << 62  # background_from: every control change runs in the callback itself
 
 
 @pytest.fixture
 def panel():
     """A 1 GiB idle guest, 100 GiB/s, 300 ms: every update takes a fraction of a second."""
-    return widgets.Explorer(memory="1G", downtime_limit="300ms", page_map_bins=32)
+    return widgets.Explorer(
+        memory="1G", downtime_limit="300ms", page_map_bins=32, background_from=SYNC
+    )
 
 
 def test_initial_state(panel):
@@ -89,7 +92,9 @@ def test_init_on_alloc_loses_the_benefit(panel):
 
 
 def test_tighter_downtime_limit_means_shorter_downtime():
-    p = widgets.Explorer(memory="2G", workload="kernel-build", downtime_limit="2s", hint=False)
+    p = widgets.Explorer(
+        memory="2G", workload="kernel-build", downtime_limit="2s", hint=False, background_from=SYNC
+    )
     loose = p.result
     p.downtime_limit.value = 30.0
     tight = p.result
@@ -182,6 +187,24 @@ def test_background_changes_are_coalesced(panel):
     assert panel.result["hinting"]["nr-pages"] == 2 * GIB // 4096
     assert panel.hinted.attrs["scenario_seed"] == sc.seed == 5
     assert '"intensity": 2.0' in panel.hinted.attrs["scenario_workload_options"]
+
+
+def test_default_runs_changes_in_the_background():
+    p = widgets.Explorer(memory="1G", page_map_bins=16)  # the initial update is synchronous
+    assert p.background_from == 0 and p.result is not None
+    p.memory.value = 2 * GIB
+    assert p.wait(120)
+    assert p.result["legacy"]["nr-pages"] == 2 * GIB // 4096
+    assert "2.00 GiB: updated" in p.status.value
+
+
+def test_not_converged_headline():
+    row = {"total-time": 600_000.0, "downtime": float("nan"), "status": "not-converged"}
+    result = {"legacy": row, "hinting": row, "shown": "hinting", "reduction": None}
+    text = widgets.Explorer._numbers_html(result)
+    assert "legacy not-converged, hinting not-converged" in text
+    assert "saves" not in text
+    assert "nan" not in text  # undefined values are shown as "-"
 
 
 def test_no_auto_update():
