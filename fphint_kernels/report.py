@@ -398,18 +398,17 @@ def markdown_report(res: xr.Dataset, runtime_s: float | None = None, figures=())
         pub = [abs(b["published-diff-s"]) for b in bt if b["published-diff-s"]]
         lines += [""]
         if pub and pred < min(pub):
-            lines.append(
-                f"In the model the migration changes the build time by at most {pred:.2f} s between "
-                f"the two modes, less than every published difference ({min(pub):.0f} to "
-                f"{max(pub):.0f} s): hinting's guest-side cost (the hint worker, write faults) does "
-                "not explain them, so they are run-to-run variation of the build, which is what "
-                'the letters conclude ("no obvious difference"). The balloon holds most free '
-                "memory until the migration ends, but no simulated build ran out of memory."
-                if not any(r["completed"] < r["seeds"] for r in rows) else
-                f"In the model the migration changes the build time by at most {pred:.2f} s between "
-                f"the two modes, less than every published difference ({min(pub):.0f} to "
-                f"{max(pub):.0f} s)."
-            )  # fmt: skip
+            text = (
+                f"In the model the migration changes the build time by at most {pred:.2f} s "
+                f"between the two modes, less than every published difference ({min(pub):.0f} to "
+                f"{max(pub):.0f} s): hinting's guest-side cost (the hint worker, write faults) "
+                "does not explain them, so they are run-to-run variation of the build, which is "
+                'what the letters conclude ("no obvious difference").'
+            )
+            if not bad:
+                text += (" The balloon holds most free memory until the migration ends, but no "
+                         "simulated run ran out of memory.")  # fmt: skip
+            lines.append(text)
         else:
             lines.append(
                 f"The model predicts differences of up to {pred:.2f} s between the modes, as large "
