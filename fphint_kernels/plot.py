@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 STYLE = Path(__file__).with_name("fphint.mplstyle")
 PAGE_SIZE = 4096
@@ -674,17 +675,21 @@ def compare(runs, keys=("total-time", "downtime", "ram-transferred"), fig=None):
             div, unit = size_unit(np.nanmax(vals) if np.isfinite(vals).any() else 1)
         elif units == "ms":
             div, unit = time_unit(np.nanmax(vals) if np.isfinite(vals).any() else 1)
+        elif units == "pages" and np.nanmax(np.r_[vals, 0]) >= 2e4:
+            div, unit = 1e3, "thousand pages"
         else:
             div, unit = 1.0, units
         ax.barh(y, vals / div, color=colors)
         for yi, v in zip(y, vals, strict=True):
+            x = v / div
             ax.text(
-                v / div if np.isfinite(v) else 0,
+                x if np.isfinite(x) else 0,
                 yi,
-                f" {v / div:.3g}",
+                f" {x:,.0f}" if abs(x) >= 100 else f" {x:.3g}",
                 va="center",
                 fontsize="small",
             )
+        ax.xaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]))
         ax.set_xlabel(f"{key} ({unit})")
         ax.set_xlim(0, (np.nanmax(vals) / div if np.isfinite(vals).any() else 1) * 1.25)
         ax.grid(axis="y", visible=False)
@@ -794,8 +799,6 @@ def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = 
     ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
     ax_r.set_title(f"the race, {_label(shown, 'run')}")
     # fewer ticks: tick labels are most of the drawing time, which the explorer pays per update
-    from matplotlib.ticker import MaxNLocator
-
     for ax in (ax_p, ax_b, ax_r):
         ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
         ax.yaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 2.5, 5, 10]))
