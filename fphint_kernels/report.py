@@ -90,6 +90,15 @@ def build_time_frame(res: xr.Dataset):
 # --------------------------------------------------------------------------------------------
 
 
+def _figure(ax, size):
+    """The figure and axes to draw on: ``ax`` and its figure, or a new figure of ``size``."""
+    if ax is not None:
+        return ax.figure, ax
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=size)
+
+
 def plot_published_vs_simulated(res: xr.Dataset, ax=None):
     """Grouped bars: published and simulated total-time of every configuration and mode.
 
@@ -103,12 +112,7 @@ def plot_published_vs_simulated(res: xr.Dataset, ax=None):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(10, 4.8))
-    else:
-        fig = ax.figure
+    fig, ax = _figure(ax, (10, 4.8))
     labels = [str(c) for c in res["config"].values]
     x = np.arange(len(labels))
     width = 0.2
@@ -154,12 +158,7 @@ def plot_reductions(res: xr.Dataset, ax=None):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(10, 4.2))
-    else:
-        fig = ax.figure
+    fig, ax = _figure(ax, (10, 4.2))
     rows = [r for r in table(res) if r["hint"]]
     labels = [r["config"] for r in rows]
     x = np.arange(len(labels))
@@ -194,12 +193,7 @@ def plot_errors(res: xr.Dataset, ax=None):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(10, 4.2))
-    else:
-        fig = ax.figure
+    fig, ax = _figure(ax, (10, 4.2))
     rows = table(res)
     y = np.arange(len(rows))
     err = [np.nan if r["error-pct"] is None else r["error-pct"] for r in rows]
