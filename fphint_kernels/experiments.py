@@ -494,7 +494,7 @@ def table(res: xr.Dataset) -> list[dict]:
         ``completed`` (runs with status completed), ``error-pct`` (simulated vs published),
         ``analytic-ms``, ``analytic-error-pct``, ``published-reduction-pct`` and
         ``simulated-reduction-pct`` (hint vs legacy of the configuration),
-        ``analytic-reduction-pct``, ``lost-pages`` (max), ``fitted``.
+        ``analytic-reduction-pct``, ``lost-pages`` (max over completed runs), ``fitted``.
     """
     out = []
     tt = res["total-time"].values
@@ -531,7 +531,8 @@ def table(res: xr.Dataset) -> list[dict]:
                 "published-reduction-pct": _num(red_pub),
                 "simulated-reduction-pct": _num(red_sim),
                 "analytic-reduction-pct": _num(red_ana),
-                "lost-pages": int(np.nanmax(res["lost-pages"].values[ci, mi])),
+                # the engine reports -1 for runs that did not complete: count completed runs only
+                "lost-pages": int(max(res["lost-pages"].values[ci, mi][st == "completed"], default=0)),
                 "fitted": bool(res["fitted"].values[ci, mi]),
             })  # fmt: skip
     return out
