@@ -262,6 +262,8 @@ class Explorer:
         self._cache = OrderedDict()
         self._lock = threading.Lock()
         self._worker = None
+        self._ticker = None
+        self._running = False
         self._again = False
         self._auto = False
         self._progress_text = ""
@@ -559,31 +561,34 @@ class Explorer:
         return self.result
 
     def request_update(self):
-        """Run :meth:`update` now for small guests, in a worker thread for large ones.
+        """Run :meth:`update` in a worker thread (in the callback itself for guests smaller than
+        ``background_from``).
 
-        Changes made while the worker runs are coalesced: it runs once more with the latest
-        values when it finishes.
+        Changes made while an update runs are coalesced: the worker runs once more with the
+        latest values when it finishes.
         """
-        if int(self.memory.value) < self.background_from:
-            with self._lock:
-                busy = self._worker is not None and self._worker.is_alive()
-                if busy:
-                    self._again = True
-            if not busy:
-                self.update()
-            return
+        inline = int(self.memory.value) < self.background_from
         with self._lock:
-            if self._worker is not None and self._worker.is_alive():
+            if self._running:
                 self._again = True
                 return
+            self._running = True
             self._again = False
-            self._worker = threading.Thread(target=self._work, name="fphint-explorer", daemon=True)
-            self.progress.value = 0.0
-            self.progress.layout.visibility = "visible"
-            self._worker.start()
-        threading.Thread(target=self._tick, args=(self._worker,), daemon=True).start()
+            if not inline:
+                self._worker = threading.Thread(
+                    target=self._work, name="fphint-explorer", daemon=True
+                )
+                self._worker.start()
+                self._ticker = threading.Thread(
+                    target=self._tick, args=(self._worker,), daemon=True
+                )
+                self._ticker.start()
+                return
+        self._work()
 
     def _work(self):
+        """Update until no change is pending (the flag is cleared under the lock, so a change
+        that arrives at any moment is either seen here or starts a new run)."""
         while True:
             try:
                 self.update()
@@ -593,11 +598,13 @@ class Explorer:
                 self.progress.layout.visibility = "hidden"
             with self._lock:
                 if not self._again:
+                    self._running = False
                     return
                 self._again = False
 
     def _tick(self, worker: threading.Thread, period: float = 0.5):
-        """Keep the status line moving while ``worker`` simulates (kernels release the GIL)."""
+        """Keep a progress bar and the status line moving while ``worker`` runs (the kernels
+        release the GIL); quick updates finish before the first tick and show neither."""
         while worker.is_alive():
             worker.join(period)
             if worker.is_alive():
@@ -609,26 +616,33 @@ class Explorer:
                     frac = min(0.95, (now - since) / estimate)
                     left = f", about {max(0.0, estimate - (now - since)):.0f} s left in this step"
                 self.progress.value = (step + frac) / 3
+                self.progress.layout.visibility = "visible"
                 self.status.value = (
                     f"{html.escape(self._progress_text)}: {now - self._progress_t0:.1f} s{left}"
                 )
+        self.progress.layout.visibility = "hidden"
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for a background update to finish; True when none is running any more."""
+        """Wait for background updates to finish; True when none is running any more."""
         deadline = None if timeout is None else time.perf_counter() + timeout
-        while True:
+        while self.busy:
             worker = self._worker
-            if worker is None or not worker.is_alive():
-                return True
             left = None if deadline is None else deadline - time.perf_counter()
             if left is not None and left <= 0:
                 return False
-            worker.join(left if left is not None else None)
+            if worker is not None and worker.is_alive():
+                worker.join(0.05 if left is None else min(0.05, left))
+            else:
+                time.sleep(0.01)
+        ticker = self._ticker
+        if ticker is not None:
+            ticker.join(None if deadline is None else max(0.0, deadline - time.perf_counter()))
+        return True
 
     @property
     def busy(self) -> bool:
-        """A background update is running."""
-        return self._worker is not None and self._worker.is_alive()
+        """An update started by a control change is running."""
+        return self._running
 
     def _on_change(self, change):
         if self._auto:
