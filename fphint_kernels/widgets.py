@@ -104,6 +104,8 @@ def _fmt(value, kind: str) -> str:
         return plot.format_ms(float(value))
     if kind == "bytes":
         return plot.format_bytes(float(value))
+    if value < 0:  # the engine's "undefined" (e.g. lost pages of a run that did not complete)
+        return "-"
     return f"{int(value):,}"
 
 

@@ -199,12 +199,17 @@ def test_default_runs_changes_in_the_background():
 
 
 def test_not_converged_headline():
-    row = {"total-time": 600_000.0, "downtime": float("nan"), "status": "not-converged"}
+    row = {
+        "total-time": 600_000.0,
+        "downtime": float("nan"),
+        "lost-pages": -1,
+        "status": "not-converged",
+    }
     result = {"legacy": row, "hinting": row, "shown": "hinting", "reduction": None}
     text = widgets.Explorer._numbers_html(result)
     assert "legacy not-converged, hinting not-converged" in text
     assert "saves" not in text
-    assert "nan" not in text  # undefined values are shown as "-"
+    assert "nan" not in text and ">-1<" not in text  # undefined values are shown as "-"
 
 
 def test_no_auto_update():
