@@ -34,3 +34,15 @@ __all__ = [
     "summary",
 ]
 __version__ = "0.1.0"
+
+_SUBMODULES = ("plot", "widgets", "experiments", "calibrate", "analytic", "report", "io", "qemu")
+
+
+def __getattr__(name):
+    # ``fk.plot``, ``fk.widgets``... after a plain ``import fphint_kernels as fk``, without
+    # importing matplotlib or ipywidgets for users who never touch them.
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

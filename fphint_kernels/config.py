@@ -242,7 +242,8 @@ class Scenario:
     Parameters
     ----------
     memory : int or str
-        Guest RAM. A bare number is MiB (like ``qemu-system -m``).
+        Guest RAM: a number of bytes, or a string such as ``"8G"`` (a string holding a bare
+        number means MiB, like ``qemu-system -m``).
     workload : str
         Name of a workload in ``data/workloads/`` (``idle``, ``kernel-build``, ``fill-free``,
         ``dirty-loop``).
@@ -293,7 +294,11 @@ class Scenario:
 
     def __post_init__(self):
         s = object.__setattr__
-        s(self, "memory", parse_size(self.memory, what="memory", default_unit="M"))
+        if isinstance(self.memory, str):
+            # a bare number on the command line means MiB, as with ``qemu-system -m``
+            s(self, "memory", parse_size(self.memory, what="memory", default_unit="M"))
+        else:  # numbers in the Python API are bytes, so that replace() round-trips
+            s(self, "memory", parse_size(self.memory, what="memory"))
         if self.memory < (16 << 20):
             raise ScenarioError(f"memory: must be at least 16M, got {self.memory} bytes")
         if self.memory % (2 << 20):

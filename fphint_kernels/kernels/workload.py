@@ -256,8 +256,9 @@ def workload_init(
 ):
     """Build the guest's memory as it is when migration starts (boot and workload history).
 
-    Base memory, then page cache, then ``touched_pages`` of memory that is written and freed
-    again (it stays free with old data in it), then the running jobs and the dirty-loop buffer.
+    Base memory, then page cache, then the running jobs and the dirty-loop buffer, then
+    ``touched_pages`` of memory that is written and freed again (it stays free with old data in
+    it; allocation stops at the high watermark).
     ``tmp`` is scratch space for the touched blocks.
     """
     free_order, freemap, fm_off, fm_top, nr_free = bd
@@ -279,6 +280,21 @@ def workload_init(
     k = prm["pc_order"]
     for _ in range(pagecache_pages >> k):
         pagecache_add(st, prm, bd, bm, ver_src, held_blocks, pc_ring)
+    # running jobs, each part-way through its life
+    p_age, p_life, p_target, p_nblk, p_acc = procs
+    for j in range(prm["jobs"]):
+        proc_spawn(st, prm, procs, p_pool, rng, j)
+        age = rng_uniform(rng) * p_life[j]
+        grown = int(min(1.0, age / max(1.0, p_life[j] * prm["alloc_frac"])) * p_target[j])
+        p_age[j] = age
+        proc_grow(st, prm, bd, bm, ver_src, held_blocks, pc_ring, procs, p_pool, j, grown)
+    for i in range(dl_pool.shape[0]):
+        pfn = guest_alloc(st, prm, bd, bm, ver_src, held_blocks, pc_ring, np.int64(0))
+        if pfn < 0:
+            return
+        page_write(st, bm, ver_src, pfn, np.int64(0))
+        dl_pool[i] = pfn
+    st["dl_n"] = dl_pool.shape[0]
     # touched memory: written then freed (largest blocks first, like a big anonymous mapping)
     nt = 0
     left = touched_pages
@@ -296,22 +312,5 @@ def workload_init(
         tmp[nt, 1] = order
         nt += 1
         left -= 1 << order
-    # running jobs, each part-way through its life
-    p_age, p_life, p_target, p_nblk, p_acc = procs
-    for j in range(prm["jobs"]):
-        proc_spawn(st, prm, procs, p_pool, rng, j)
-        age = rng_uniform(rng) * p_life[j]
-        grown = int(min(1.0, age / max(1.0, p_life[j] * prm["alloc_frac"])) * p_target[j])
-        p_age[j] = age
-        proc_grow(st, prm, bd, bm, ver_src, held_blocks, pc_ring, procs, p_pool, j, grown)
-    for i in range(dl_pool.shape[0]):
-        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, np.int64(0))
-        if pfn < 0:
-            st["status"] = FAILED
-            st["failure"] = FAIL_OOM
-            return
-        page_write(st, bm, ver_src, pfn, np.int64(0))
-        dl_pool[i] = pfn
-    st["dl_n"] = dl_pool.shape[0]
     for i in range(nt):
         buddy_free(st, free_order, freemap, fm_off, fm_top, nr_free, tmp[i, 0], tmp[i, 1])

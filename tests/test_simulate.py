@@ -1,0 +1,223 @@
+"""The engine through its API: vocabulary, determinism, invariants, safety, faults."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fphint_kernels as fk
+from fphint_kernels.config import HostProfile
+from fphint_kernels.variables import SPECS
+
+FAST = dict(memory="512M", max_bandwidth="1G")
+
+
+@pytest.fixture(scope="module")
+def idle_pair():
+    legacy = fk.simulate(fk.Scenario(**FAST, hint=False, seed=1))
+    hinted = fk.simulate(fk.Scenario(**FAST, hint=True, seed=1), page_map_bins=16)
+    return legacy, hinted
+
+
+def test_dataset_vocabulary(idle_pair):
+    for ds in idle_pair:
+        for name, var in ds.data_vars.items():
+            assert name in SPECS
+            assert var.dims == SPECS[name].dims
+            assert "units" in var.attrs and "description" in var.attrs
+        for name in ("status", "total-time", "downtime", "setup-time", "ram-transferred",
+                     "ram-duplicate", "ram-normal", "dirty-sync-count", "hinted-pages",
+                     "skipped-pages", "lost-pages"):
+            assert name in ds
+        assert ds["time"].attrs["units"] == "ms"
+        assert ds.attrs["scenario_memory"] == 512 << 20
+
+
+def test_completed_and_consistent(idle_pair):
+    for ds in idle_pair:
+        assert str(ds["status"].values) == "completed"
+        assert int(ds["lost-pages"]) == 0
+        total, down, setup = (float(ds[k]) for k in ("total-time", "downtime", "setup-time"))
+        assert 0 < setup < total and 0 < down < total
+        # every page went over at least once: bytes add up from the two record sizes
+        dup, normal = int(ds["ram-duplicate"]), int(ds["ram-normal"])
+        assert int(ds["ram-normal-bytes"]) == 4096 * normal
+        assert int(ds["ram-transferred"]) >= 9 * dup + 4104 * normal
+        assert dup + normal + int(ds["skipped-pages"]) >= int(ds["nr-pages"])
+        # rounds: per-round counts add up to the totals, rounds are in time order
+        assert int(ds["round-duplicate"].sum()) == dup
+        assert int(ds["round-normal"].sum()) == normal
+        assert np.all(np.diff(ds["round-end"].values) >= 0)
+        assert int(ds["dirty-sync-count"]) == int(ds["rounds"]) + 1
+        # the trace: pending never negative, transferred never decreases
+        assert (ds["pending"] >= 0).all()
+        assert np.all(np.diff(ds["transferred"].values) >= 0)
+        assert (ds["free-pages"] <= ds["nr-pages"]).all()
+
+
+def test_hinting_skips_free_pages(idle_pair):
+    legacy, hinted = idle_pair
+    assert int(legacy["hinted-pages"]) == 0
+    assert int(hinted["skipped-pages"]) > 0
+    assert int(hinted["ram-duplicate"]) < int(legacy["ram-duplicate"])
+    assert float(hinted["total-time"]) < float(legacy["total-time"])
+    pm = hinted["page-map"]
+    assert pm.dims == ("round", "pfn_bin", "page_state")
+    # used + free + held partition the pages of every bin
+    parts = pm.sel(page_state=["used", "free", "held"]).sum("page_state")
+    assert (parts.isel(round=0).sum() == int(hinted["nr-pages"])).item()
+
+
+def test_same_seed_same_dataset():
+    sc = fk.Scenario(**FAST, workload="kernel-build", hint=True, seed=7,
+                     workload_options={"jobs": 2})
+    a, b = fk.simulate(sc), fk.simulate(sc)
+    assert a.identical(b)
+    c = fk.simulate(sc.replace(seed=8))
+    assert not a.identical(c)
+
+
+@pytest.mark.slow
+def test_8g_idle_hint_lowers_total_time():
+    for dl in ("2s", "400ms"):
+        runs = {h: fk.simulate(fk.Scenario(memory="8G", downtime_limit=dl, max_bandwidth="100G",
+                                           hint=h, seed=1)) for h in (False, True)}
+        assert all(int(ds["lost-pages"]) == 0 for ds in runs.values())
+        assert float(runs[True]["total-time"]) < float(runs[False]["total-time"])
+
+
+@pytest.mark.slow
+def test_8g_kernel_build_completes():
+    for h in (False, True):
+        ds = fk.simulate(fk.Scenario(memory="8G", workload="kernel-build", downtime_limit="400ms",
+                                     max_bandwidth="100G", hint=h, seed=2))
+        assert str(ds["status"].values) == "completed"
+        assert int(ds["lost-pages"]) == 0
+
+
+def test_init_on_alloc_redirties_hinted_blocks():
+    base = fk.Scenario(**FAST, hint=True, seed=3, workload="fill-free",
+                       workload_options={"fill": 0.5})
+    off = fk.simulate(base)
+    on = fk.simulate(base.replace(init_on_alloc=True))
+    # zeroing the hint blocks dirties them: they come back as zero pages after the next sync
+    assert int(on["ram-duplicate"]) > int(off["ram-duplicate"])
+    assert float(on["zeroing-cpu-time"]) > 0 == float(off["zeroing-cpu-time"])
+    assert int(on["lost-pages"]) == 0
+
+
+def test_fill_free_sends_old_data_without_hints():
+    base = fk.Scenario(**FAST, workload="fill-free", workload_options={"fill": 0.6}, seed=2)
+    legacy, hinted = fk.simulate(base), fk.simulate(base.replace(hint=True))
+    assert int(legacy["ram-normal"]) > int(hinted["ram-normal"])
+    assert int(hinted["lost-pages"]) == 0
+
+
+def test_not_converged_is_reported_not_hung():
+    sc = fk.Scenario(memory="1G", workload="dirty-loop", max_bandwidth="16M", max_time="5s",
+                     workload_options={"dirty_bytes": "256M", "dirty_interval_ms": 100})
+    ds = fk.simulate(sc)
+    assert str(ds["status"].values) == "not-converged"
+    assert float(ds["total-time"]) == pytest.approx(5000.0, abs=2)
+    assert int(ds["lost-pages"]) == -1  # the check applies to completed runs only
+    assert np.isnan(float(ds["downtime"]))
+
+
+def test_auto_converge_throttles_a_busy_guest():
+    sc = fk.Scenario(memory="512M", workload="dirty-loop", max_bandwidth="64M", max_time="60s",
+                     downtime_limit="300ms",
+                     workload_options={"dirty_bytes": "96M", "dirty_interval_ms": 500})
+    plain = fk.simulate(sc)
+    ac = fk.simulate(sc.replace(auto_converge=True))
+    assert float(ac["cpu-throttle-percentage"]) >= 20.0
+    assert float(plain["cpu-throttle-percentage"]) == 0.0
+    assert str(ac["status"].values) == "completed" and int(ac["lost-pages"]) == 0
+
+
+def test_out_of_memory_fails_cleanly():
+    sc = fk.Scenario(memory="1G", workload="kernel-build", max_bandwidth="1G",
+                     workload_options={"jobs": 6, "proc_rss_mean": "60M", "proc_rss_sigma": 1.2})
+    ds = fk.simulate(sc)
+    assert str(ds["status"].values) == "failed"
+    assert "out of memory" in str(ds["failure"].values)
+
+
+def test_api_rejects_bad_arguments():
+    sc = fk.Scenario(**FAST)
+    with pytest.raises(fk.ScenarioError):
+        fk.simulate({"memory": "8G"})
+    with pytest.raises(fk.ScenarioError):
+        fk.simulate(sc, trace_interval_ms=0)
+    with pytest.raises(fk.ScenarioError):
+        fk.simulate(sc, page_map_bins=-1)
+
+
+def test_simulate_many_and_progress():
+    scs = [fk.Scenario(**FAST, seed=s) for s in (1, 2)]
+    out = fk.simulate_many(scs, progress=False)
+    assert [int(d.attrs["scenario_seed"]) for d in out] == [1, 2]
+    ds = fk.simulate(scs[0], progress=True)
+    assert ds.identical(out[0])
+    assert fk.summary(ds)["ram"]["transferred"] == int(ds["ram-transferred"])
+
+
+# ---- nothing lost, over many random scenarios ---------------------------------------------
+
+scenarios = st.builds(
+    lambda mem, wl, hint, ioa, poison, rel, dl, bw, seed: fk.Scenario(
+        memory=mem, workload=wl, hint=hint, init_on_alloc=ioa, page_poison=poison,
+        hint_release=rel, downtime_limit=dl, max_bandwidth=bw, seed=seed, max_time="30s",
+        workload_options={"jobs": 2, "proc_rss_mean": "16M"} if wl == "kernel-build" else {}),
+    mem=st.sampled_from(["512M", "768M", "1G"]),
+    wl=st.sampled_from(["idle", "kernel-build", "fill-free", "dirty-loop"]),
+    hint=st.booleans(), ioa=st.booleans(), poison=st.sampled_from(["off", "zero", "pattern"]),
+    rel=st.sampled_from(["done", "shrinker", "after-pass"]),
+    dl=st.sampled_from(["100ms", "300ms", "2s"]), bw=st.sampled_from(["256M", "1G", "100G"]),
+    seed=st.integers(0, 2**16),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sc=scenarios)
+def test_nothing_lost(sc):
+    ds = fk.simulate(sc)
+    status = str(ds["status"].values)
+    assert status in ("completed", "not-converged")
+    if status == "completed":
+        assert int(ds["lost-pages"]) == 0
+        assert int(ds["ram-duplicate"]) + int(ds["ram-normal"]) >= 0
+    assert (ds["pending"] >= 0).all()
+    assert (ds["held-pages"] <= ds["nr-pages"]).all()
+
+
+# ---- fault switches must be caught -----------------------------------------------------------
+
+def _stress(fault, seed):
+    """A guest under memory pressure with the 5.7+ shrinker, a slow hint worker and a slow
+    iothread: hints are still in flight at syncs and their blocks are reused meanwhile."""
+    profile = HostProfile.load("v36").with_params(hint_host_latency_ms=100.0, hint_block_us=1000.0)
+    sc = fk.Scenario(memory="512M", workload="kernel-build", hint=True, max_bandwidth="100G",
+                     hint_release="shrinker", seed=seed,
+                     faults=frozenset([fault]) if fault else frozenset(),
+                     workload_options={"base_used": "64M", "pagecache_initial": "96M",
+                                       "touched_free": "64M"})
+    return fk.simulate(sc, profile=profile)
+
+
+SEEDS = range(4)
+
+
+@pytest.mark.slow
+def test_protocol_is_safe_under_stress():
+    for seed in SEEDS:
+        ds = _stress(None, seed)
+        assert str(ds["status"].values) == "completed"
+        assert int(ds["lost-pages"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", sorted(fk.FAULTS))
+def test_fault_is_caught(fault):
+    lost = [int(_stress(fault, seed)["lost-pages"]) for seed in SEEDS]
+    assert max(lost) > 0, f"{fault} went unnoticed: {lost}"
