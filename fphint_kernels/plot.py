@@ -101,9 +101,9 @@ def time_unit(t_ms: float) -> tuple[float, str]:
 
     Examples
     --------
-    >>> time_unit(409.0)
+    >>> time_unit(350.0)
     (1.0, 'ms')
-    >>> time_unit(41651.0)
+    >>> time_unit(12345.0)
     (1000.0, 's')
     """
     return (1000.0, "s") if t_ms > 10_000 else (1.0, "ms")
@@ -122,12 +122,12 @@ def format_bytes(nbytes: float) -> str:
 
 
 def format_ms(t_ms: float) -> str:
-    """``"409 ms"`` or ``"41.65 s"``.
+    """``"350 ms"`` or ``"12.35 s"``.
 
     Examples
     --------
-    >>> format_ms(409.2), format_ms(41651)
-    ('409 ms', '41.65 s')
+    >>> format_ms(350.2), format_ms(12345)
+    ('350 ms', '12.35 s')
     """
     div, unit = time_unit(t_ms)
     return f"{t_ms:.0f} ms" if div == 1 else f"{t_ms / div:.2f} s"

@@ -115,8 +115,8 @@ def scalars(ds) -> dict:
     Examples
     --------
     >>> import xarray as xr
-    >>> scalars(xr.Dataset({"total-time": 409.0, "status": "completed"}))
-    {'total-time': 409.0, 'status': 'completed'}
+    >>> scalars(xr.Dataset({"total-time": 350.0, "status": "completed"}))
+    {'total-time': 350.0, 'status': 'completed'}
     """
     out = {}
     for name, var in ds.data_vars.items():

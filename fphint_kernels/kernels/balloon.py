@@ -104,7 +104,8 @@ def host_free_page_stop(st, prm, bd, bm, ver_src, held_blocks, queue, stale):
     if st["host_status"] != S_STOP:
         st["host_status"] = S_STOP
     st["guest_start_at"] = -1.0
-    guest_end_pass(st, prm, bd, bm, ver_src, held_blocks, queue, st["now"])
+    if st["vm_running"]:  # at completion the vCPUs are already stopped: the guest is frozen
+        guest_end_pass(st, prm, bd, bm, ver_src, held_blocks, queue, st["now"])
     if prm["faults"] & F_STALE_AFTER_SYNC:
         # fault: blocks still queued now are kept and applied after the sync
         q_kind, q_pfn, q_cmd, q_ready = queue

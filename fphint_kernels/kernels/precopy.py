@@ -222,6 +222,7 @@ def send_pages(st, prm, bm, ver_src, ver_dst, until, window_budget, check_slice)
     t_zero = max(prm["t_zero"], ZERO_RECORD / link)
     t_normal = max(prm["t_normal"], NORMAL_RECORD / link)
     t_word = prm["t_word"]
+    t_max = max(t_zero, t_normal)
     t = st["sender_time"]
     cursor = st["cursor"]
     pending = st["pending"]
@@ -251,6 +252,33 @@ def send_pages(st, prm, bm, ver_src, ver_dst, until, window_budget, check_slice)
                 cursor = 0  # end of the RAMBlock list: wrap (complete_round)
             continue
         nzw = nonzero[wi]
+        if (word == ALL and (slice_pages & 63) == 0 and wbytes + 64 * NORMAL_RECORD <= window_budget
+                and t + 65.0 * t_max < until):
+            # A full word that cannot end the slice part-way: the same per-page arithmetic as
+            # below (so results are identical), without the per-page bit search and checks.
+            # ram_save_iterate checks MAX_WAIT every 64 pages: here, at the word's end.
+            base = wi << 6
+            for b in range(64):
+                ver_dst[base + b] = ver_src[base + b]
+                if (nzw >> np.uint64(b)) & ONE:
+                    normal += 1
+                    wbytes += NORMAL_RECORD
+                    t += t_normal
+                else:
+                    dup += 1
+                    wbytes += ZERO_RECORD
+                    t += t_zero
+            pending -= 64
+            slice_pages += 64
+            cursor = base + 64
+            bmap[wi] = ZERO
+            sent[wi] = ALL
+            if check_slice and t - slice_start > MAX_WAIT:
+                reason = 1
+                break
+            if cursor >= n:
+                cursor = 0
+            continue
         done = ZERO
         stop = False
         while word != ZERO:

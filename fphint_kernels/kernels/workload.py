@@ -226,8 +226,10 @@ def workload_step(
         st["dl_acc"] += st["dl_n"] / prm["dl_interval"] * dt
         n = int(st["dl_acc"])
         st["dl_acc"] -= n
-        # one process on one vCPU cannot write faster than it can fill pages
-        cap = int(dt * 1e6 / max(prm["zero_fill_ns"], 1.0)) + 1
+        # one process on one vCPU cannot write faster than it can fill pages: the cap is in
+        # real time (dt is guest time, already scaled by testbed speed and intensity)
+        real_dt = dt / (prm["cpu_speed"] * max(prm["intensity"], 1e-9))
+        cap = int(real_dt * 1e6 / max(prm["zero_fill_ns"], 1.0)) + 1
         if n > cap:
             n = cap
             st["dl_acc"] = 0.0
@@ -265,9 +267,9 @@ def workload_init(
     n = st["n"]
     # boot-time reserved memory: written, never in the buddy allocator
     for p in range(st["reserved_low"]):
-        page_write(st, bm, ver_src, p, np.int64(0))
+        block_write(st, bm, ver_src, p, np.int64(0), np.int64(0))
     for p in range(st["memmap_start"], n):
-        page_write(st, bm, ver_src, p, np.int64(0))
+        block_write(st, bm, ver_src, p, np.int64(0), np.int64(0))
     for i in range(base_pool.shape[0]):
         pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, np.int64(0))
         if pfn < 0:
@@ -313,4 +315,4 @@ def workload_init(
         nt += 1
         left -= 1 << order
     for i in range(nt):
-        buddy_free(st, free_order, freemap, fm_off, fm_top, nr_free, tmp[i, 0], tmp[i, 1])
+        guest_free(st, prm, bd, bm, ver_src, tmp[i, 0], tmp[i, 1])
