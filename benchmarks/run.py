@@ -31,8 +31,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 import fphint_kernels as fk  # noqa: E402
 
 THREAD = [
-    ("8G", "idle", "2s"), ("8G", "kernel-build", "2s"), ("8G", "idle", "400ms"),
-    ("8G", "kernel-build", "400ms"), ("128G", "idle", "400ms"), ("128G", "kernel-build", "400ms"),
+    ("8G", "idle", "2s"),
+    ("8G", "kernel-build", "2s"),
+    ("8G", "idle", "400ms"),
+    ("8G", "kernel-build", "400ms"),
+    ("128G", "idle", "400ms"),
+    ("128G", "kernel-build", "400ms"),
 ]
 
 
@@ -49,20 +53,35 @@ def engine_rows(cases, profile, repeat):
     rows = []
     for mem, wl, dl in cases:
         for hint in (False, True):
-            sc = fk.Scenario(memory=mem, workload=wl, downtime_limit=dl, max_bandwidth="100G",
-                             hint=hint, profile=profile, seed=1)
+            sc = fk.Scenario(
+                memory=mem,
+                workload=wl,
+                downtime_limit=dl,
+                max_bandwidth="100G",
+                hint=hint,
+                profile=profile,
+                seed=1,
+            )
             wall, ds = best_of(lambda sc=sc: fk.simulate(sc), repeat)
             sim = float(ds["total-time"])
-            rows.append({
-                "memory": mem, "workload": wl, "downtime-limit": dl, "hint": hint,
-                "simulated-ms": round(sim, 1), "wall-ms": round(wall * 1e3, 2),
-                "speed-x": round(sim / (wall * 1e3), 1),
-                "state-bytes-per-page": round(ds.attrs["state_bytes_per_page"], 2),
-            })
+            rows.append(
+                {
+                    "memory": mem,
+                    "workload": wl,
+                    "downtime-limit": dl,
+                    "hint": hint,
+                    "simulated-ms": round(sim, 1),
+                    "wall-ms": round(wall * 1e3, 2),
+                    "speed-x": round(sim / (wall * 1e3), 1),
+                    "state-bytes-per-page": round(ds.attrs["state_bytes_per_page"], 2),
+                }
+            )
             r = rows[-1]
-            sys.stdout.write(f"{mem:>5} {wl:<13} {dl:>6} hint={str(hint):<5} "
-                             f"simulated {r['simulated-ms']:>9.1f} ms  wall {r['wall-ms']:>8.2f} ms"
-                             f"  x{r['speed-x']:>7.1f}  {r['state-bytes-per-page']} B/page\n")
+            sys.stdout.write(
+                f"{mem:>5} {wl:<13} {dl:>6} hint={str(hint):<5} "
+                f"simulated {r['simulated-ms']:>9.1f} ms  wall {r['wall-ms']:>8.2f} ms"
+                f"  x{r['speed-x']:>7.1f}  {r['state-bytes-per-page']} B/page\n"
+            )
     return rows
 
 
@@ -71,22 +90,39 @@ def naive_rows(cases, profile, repeat):
 
     rows = []
     for mem, wl, opts in cases:
-        sc = fk.Scenario(memory=mem, workload=wl, workload_options=opts, max_bandwidth="1G",
-                         hint=True, profile=profile, seed=2)
+        sc = fk.Scenario(
+            memory=mem,
+            workload=wl,
+            workload_options=opts,
+            max_bandwidth="1G",
+            hint=True,
+            profile=profile,
+            seed=2,
+        )
         t_engine, ds = best_of(lambda sc=sc: fk.simulate(sc), repeat)
         t0 = time.perf_counter()
         ref = naive_simulate(sc)
         t_naive = time.perf_counter() - t0
-        same = (ref["total-time"] == fk.summary(ds)["total-time"]
-                or abs(ref["total-time"] - float(ds["total-time"])) < 1e-6)
-        rows.append({"memory": mem, "workload": wl, "engine-ms": round(t_engine * 1e3, 2),
-                     "naive-ms": round(t_naive * 1e3, 1),
-                     "engine-speedup-x": round(t_naive / t_engine, 1),
-                     "same-total-time": bool(same)})
+        same = (
+            ref["total-time"] == fk.summary(ds)["total-time"]
+            or abs(ref["total-time"] - float(ds["total-time"])) < 1e-6
+        )
+        rows.append(
+            {
+                "memory": mem,
+                "workload": wl,
+                "engine-ms": round(t_engine * 1e3, 2),
+                "naive-ms": round(t_naive * 1e3, 1),
+                "engine-speedup-x": round(t_naive / t_engine, 1),
+                "same-total-time": bool(same),
+            }
+        )
         r = rows[-1]
-        sys.stdout.write(f"naive vs engine {mem:>5} {wl:<13} naive {r['naive-ms']:>9.1f} ms  "
-                         f"engine {r['engine-ms']:>7.2f} ms  x{r['engine-speedup-x']:>7.1f}  "
-                         f"same result: {r['same-total-time']}\n")
+        sys.stdout.write(
+            f"naive vs engine {mem:>5} {wl:<13} naive {r['naive-ms']:>9.1f} ms  "
+            f"engine {r['engine-ms']:>7.2f} ms  x{r['engine-speedup-x']:>7.1f}  "
+            f"same result: {r['same-total-time']}\n"
+        )
     return rows
 
 
@@ -99,9 +135,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cases = THREAD[:4] if args.quick else THREAD
     # warm-up: compile (or load from the cache) outside the timed runs
-    fk.simulate(fk.Scenario(memory="512M", workload="kernel-build", hint=True, max_bandwidth="1G",
-                            workload_options={"jobs": 1}))
-    sys.stdout.write("== engine vs real time (warm, best of %d)\n" % args.repeat)
+    fk.simulate(
+        fk.Scenario(
+            memory="512M",
+            workload="kernel-build",
+            hint=True,
+            max_bandwidth="1G",
+            workload_options={"jobs": 1},
+        )
+    )
+    sys.stdout.write(f"== engine vs real time (warm, best of {args.repeat})\n")
     eng = engine_rows(cases, args.profile, args.repeat)
     sys.stdout.write("== engine vs naive reference (same scenario, same result)\n")
     small = [("256M", "idle", {})]

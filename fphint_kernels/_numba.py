@@ -47,8 +47,10 @@ def enable_cache(cache_dir: str | None = None) -> bool:
 
     if config.DISABLE_JIT:
         return False
-    config.CACHE_DIR = cache_dir or os.environ.get("NUMBA_CACHE_DIR") or str(
-        Path.home() / ".cache" / "fphint" / "numba"
+    config.CACHE_DIR = (
+        cache_dir
+        or os.environ.get("NUMBA_CACHE_DIR")
+        or str(Path.home() / ".cache" / "fphint" / "numba")
     )
     for d in DISPATCHERS:
         if getattr(d, "_cache", None) is None or type(d._cache).__name__ == "NullCache":

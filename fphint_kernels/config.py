@@ -78,8 +78,14 @@ def _load_json(sub: str, name: str, kind: str) -> dict:
 
 #: Host-profile parameters: name -> (unit, description).  Costs are times on the profile's host.
 PROFILE_PARAMS = {
-    "zero_page_ns": ("ns", "migration-thread CPU time to test one zero page and send its 9-byte record"),
-    "normal_page_ns": ("ns", "migration-thread CPU time to read and queue one normal page (4104 bytes)"),
+    "zero_page_ns": (
+        "ns",
+        "migration-thread CPU time to test one zero page and send its 9-byte record",
+    ),
+    "normal_page_ns": (
+        "ns",
+        "migration-thread CPU time to read and queue one normal page (4104 bytes)",
+    ),
     "link_bytes_per_s": ("B/s", "wire rate of the migration stream"),
     "scan_word_ns": ("ns", "find_next_bit cost per 64-bit bitmap word"),
     "sync_ns_per_page": ("ns", "bitmap sync (KVM_GET_DIRTY_LOG + merge) per guest page"),
@@ -91,8 +97,10 @@ PROFILE_PARAMS = {
     "hint_host_latency_ms": ("ms", "delay before the host iothread applies a queued hint"),
     "zero_fill_ns_per_page": ("ns", "guest time to zero one page (init_on_alloc)"),
     "write_fault_ns": ("ns", "guest time lost per write-protection fault while dirty logging"),
-    "cpu_speed": ("1", "relative speed of the testbed: CPU costs are divided by it, guest rates "
-                  "multiplied by it"),
+    "cpu_speed": (
+        "1",
+        "relative speed of the testbed: CPU costs are divided by it, guest rates multiplied by it",
+    ),
 }
 
 
@@ -145,11 +153,19 @@ class HostProfile:
 
 #: Workload parameters: name -> (kind, default, description).  kind: size|rate|count|ms|frac|float
 WORKLOAD_PARAMS = {
-    "reserved_low": ("size", "16M", "memory reserved below the buddy allocator (kernel image, BIOS)"),
+    "reserved_low": (
+        "size",
+        "16M",
+        "memory reserved below the buddy allocator (kernel image, BIOS)",
+    ),
     "memmap_bytes_per_page": ("float", 64.0, "struct page size: memmap reserved at the top of RAM"),
     "base_used": ("size", "128M", "memory in use by the kernel and daemons at migration start"),
     "touched_free": ("size", "0", "free memory that still holds old data at migration start"),
-    "fill": ("frac", 0.0, "fraction of RAM filled with data and freed before migration (fill-free)"),
+    "fill": (
+        "frac",
+        0.0,
+        "fraction of RAM filled with data and freed before migration (fill-free)",
+    ),
     "pagecache_initial": ("size", "64M", "page cache at migration start"),
     "pagecache_rate": ("size", "0", "new page cache written per second (bytes/s)"),
     "pagecache_order": ("count", 4, "buddy order of one page-cache allocation"),
@@ -164,7 +180,11 @@ WORKLOAD_PARAMS = {
     "anon_order": ("count", 0, "buddy order of one anonymous allocation"),
     "dirty_bytes": ("size", "0", "dirty-loop: buffer rewritten every dirty_interval"),
     "dirty_interval_ms": ("ms", 100.0, "dirty-loop: period of one full rewrite"),
-    "intensity": ("float", 1.0, "multiplies every rate of the workload (jobs, dirtying, page cache)"),
+    "intensity": (
+        "float",
+        1.0,
+        "multiplies every rate of the workload (jobs, dirtying, page cache)",
+    ),
 }
 
 
@@ -230,6 +250,7 @@ def _parse_wparam(key: str, value):
 # --------------------------------------------------------------------------------------------
 # Scenario
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -325,7 +346,11 @@ class Scenario:
             raise ScenarioError(f"page-poison: one of {', '.join(PAGE_POISON)}")
         if self.hint_release not in HINT_RELEASE:
             raise ScenarioError(f"hint-release: one of {', '.join(HINT_RELEASE)}")
-        if isinstance(self.vcpus, bool) or not isinstance(self.vcpus, int) or not 1 <= self.vcpus <= 1024:
+        if (
+            isinstance(self.vcpus, bool)
+            or not isinstance(self.vcpus, int)
+            or not 1 <= self.vcpus <= 1024
+        ):
             raise ScenarioError(f"vcpus: a whole number from 1 to 1024, got {self.vcpus!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ScenarioError(f"seed: a whole number >= 0, got {self.seed!r}")

@@ -22,15 +22,23 @@ from .kernels.rng import seed_streams
 from .kernels.workload import N_BM, workload_init
 from .variables import PAGE_STATES, make_dataset
 
-STATUS = {S.COMPLETED: "completed", S.NOT_CONVERGED: "not-converged", S.FAILED: "failed",
-          S.RUNNING: "running"}
+STATUS = {
+    S.COMPLETED: "completed",
+    S.NOT_CONVERGED: "not-converged",
+    S.FAILED: "failed",
+    S.RUNNING: "running",
+}
 FAILURES = {S.FAIL_NONE: "", S.FAIL_OOM: "guest out of memory"}
 ROUND_CAP = 20000
 MAP_ROUND_CAP = 256
 RELEASE = {"done": S.REL_DONE, "shrinker": S.REL_SHRINKER, "after-pass": S.REL_AFTER_PASS}
 POISON = {"off": 0, "zero": 1, "pattern": 2}
-FAULT_BITS = {"hint-outside-start": S.F_OUTSIDE_START, "stale-hint-after-sync":
-              S.F_STALE_AFTER_SYNC, "late-dirty-log": S.F_LATE_LOG, "sync-no-rearm": S.F_NO_REARM}
+FAULT_BITS = {
+    "hint-outside-start": S.F_OUTSIDE_START,
+    "stale-hint-after-sync": S.F_STALE_AFTER_SYNC,
+    "late-dirty-log": S.F_LATE_LOG,
+    "sync-no-rearm": S.F_NO_REARM,
+}
 
 
 def watermarks(managed_pages: int) -> tuple[int, int, int]:
@@ -47,8 +55,9 @@ def watermarks(managed_pages: int) -> tuple[int, int, int]:
     return wmin, wmin + tmp, wmin + 2 * tmp
 
 
-def build_params(scenario: Scenario, profile: HostProfile, trace_interval_ms: float,
-                 step_ms: float) -> tuple[np.ndarray, dict]:
+def build_params(
+    scenario: Scenario, profile: HostProfile, trace_interval_ms: float, step_ms: float
+) -> tuple[np.ndarray, dict]:
     """The parameter record of the kernels, and the sizes of the guest's initial state."""
     wl = scenario.load_workload().params
     hp = profile.params
@@ -115,8 +124,14 @@ def build_params(scenario: Scenario, profile: HostProfile, trace_interval_ms: fl
 class _Run:
     """All arrays of one run (kept together so a run can be resumed chunk by chunk)."""
 
-    def __init__(self, scenario: Scenario, profile: HostProfile, trace_interval_ms: float,
-                 page_map_bins: int, step_ms: float):
+    def __init__(
+        self,
+        scenario: Scenario,
+        profile: HostProfile,
+        trace_interval_ms: float,
+        page_map_bins: int,
+        step_ms: float,
+    ):
         n = scenario.nr_pages
         self.n = n
         self.prm, lay = build_params(scenario, profile, trace_interval_ms, step_ms)
@@ -154,13 +169,21 @@ class _Run:
         self.base_pool = np.zeros(lay["base"], dtype=np.int32)
         self.dl_pool = np.zeros(lay["dirty_loop"], dtype=np.int32)
         jobs = int(prm["jobs"])
-        self.procs = (np.zeros(jobs), np.zeros(jobs), np.zeros(jobs, dtype=np.int64),
-                      np.zeros(jobs, dtype=np.int64), np.zeros(jobs))
+        self.procs = (
+            np.zeros(jobs),
+            np.zeros(jobs),
+            np.zeros(jobs, dtype=np.int64),
+            np.zeros(jobs, dtype=np.int64),
+            np.zeros(jobs),
+        )
         self.p_pool = np.zeros((jobs, int(prm["rss_cap"]) if jobs else 1), dtype=np.int32)
         self.rngs = seed_streams(scenario.seed, 2)
-        self.queue = (np.zeros(S.QUEUE_SIZE, dtype=np.int64),
-                      np.zeros(S.QUEUE_SIZE, dtype=np.int64),
-                      np.zeros(S.QUEUE_SIZE, dtype=np.int64), np.zeros(S.QUEUE_SIZE))
+        self.queue = (
+            np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+            np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+            np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+            np.zeros(S.QUEUE_SIZE),
+        )
         self.stale = np.zeros(S.QUEUE_SIZE, dtype=np.int64)
         ntrace = int(math.ceil(scenario.max_time / trace_interval_ms)) + 2
         self.trace = np.zeros((ntrace, S.N_TRACE))
@@ -169,11 +192,28 @@ class _Run:
         bins = int(page_map_bins)
         self.pm = np.zeros((MAP_ROUND_CAP if bins else 0, max(bins, 1), S.N_PM), dtype=np.int64)
         self.pm_free = np.zeros(nw if bins else 1, dtype=np.uint64)
-        tmp = np.zeros((lay["touched"] // 1 + 64, 2), dtype=np.int64) if lay["touched"] else \
-            np.zeros((1, 2), dtype=np.int64)
-        workload_init(s, prm, self.bd, self.bm, self.ver_src, self.held_blocks, self.pc_ring,
-                      self.base_pool, self.dl_pool, self.procs, self.p_pool, self.rngs[1],
-                      lay["touched"], lay["pagecache"], tmp)
+        tmp = (
+            np.zeros((lay["touched"] // 1 + 64, 2), dtype=np.int64)
+            if lay["touched"]
+            else np.zeros((1, 2), dtype=np.int64)
+        )
+        workload_init(
+            s,
+            prm,
+            self.bd,
+            self.bm,
+            self.ver_src,
+            self.held_blocks,
+            self.pc_ring,
+            self.base_pool,
+            self.dl_pool,
+            self.procs,
+            self.p_pool,
+            self.rngs[1],
+            lay["touched"],
+            lay["pagecache"],
+            tmp,
+        )
         self.zero_at_start = n - count_nonzero(self.bm)
         self.free_at_start = int(s["nr_free_pages"])
         if s["status"] == S.RUNNING:
@@ -181,27 +221,59 @@ class _Run:
 
     def state_bytes(self) -> int:
         """Bytes of per-page engine state (the arrays that grow with the guest)."""
-        arrays = [self.ver_src, self.ver_dst, *self.bd, *self.bm, self.held_blocks, self.pc_ring,
-                  self.pm_free]
+        arrays = [
+            self.ver_src,
+            self.ver_dst,
+            *self.bd,
+            *self.bm,
+            self.held_blocks,
+            self.pc_ring,
+            self.pm_free,
+        ]
         return int(sum(a.nbytes for a in arrays))
 
     def advance(self, stop_at: float) -> None:
         s = self.st[0]
         if s["status"] != S.RUNNING:
             return
-        run(s, self.prm[0], self.bd, self.bm, self.ver_src, self.ver_dst, self.held_blocks,
-            self.pc_ring, self.base_pool, self.dl_pool, self.procs, self.p_pool, self.rngs,
-            self.queue, self.stale, self.trace, self.trace_t, self.rounds, self.pm, self.pm_free,
-            float(stop_at))
+        run(
+            s,
+            self.prm[0],
+            self.bd,
+            self.bm,
+            self.ver_src,
+            self.ver_dst,
+            self.held_blocks,
+            self.pc_ring,
+            self.base_pool,
+            self.dl_pool,
+            self.procs,
+            self.p_pool,
+            self.rngs,
+            self.queue,
+            self.stale,
+            self.trace,
+            self.trace_t,
+            self.rounds,
+            self.pm,
+            self.pm_free,
+            float(stop_at),
+        )
 
     @property
     def running(self) -> bool:
         return self.st[0]["status"] == S.RUNNING
 
 
-def simulate(scenario: Scenario, *, profile: HostProfile | None = None,
-             trace_interval_ms: float = 10.0, page_map_bins: int = 0, step_ms: float = 1.0,
-             progress: bool = False):
+def simulate(
+    scenario: Scenario,
+    *,
+    profile: HostProfile | None = None,
+    trace_interval_ms: float = 10.0,
+    page_map_bins: int = 0,
+    step_ms: float = 1.0,
+    progress: bool = False,
+):
     """Simulate one pre-copy migration of ``scenario``.
 
     Parameters
@@ -250,8 +322,9 @@ def simulate(scenario: Scenario, *, profile: HostProfile | None = None,
         from tqdm.auto import tqdm
 
         chunk = 1000.0
-        with tqdm(total=round(scenario.max_time / 1000), unit="s", desc="simulated time",
-                  leave=False) as bar:
+        with tqdm(
+            total=round(scenario.max_time / 1000), unit="s", desc="simulated time", leave=False
+        ) as bar:
             t = 0.0
             while rn.running:
                 t += chunk
@@ -269,8 +342,9 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     completed = status == S.COMPLETED
     lost, stale_free = -1, -1  # the check applies to completed migrations only
     if completed:
-        lost, stale_free = count_lost(s, rn.bm, rn.bd[0], rn.ver_src, rn.ver_dst,
-                                      np.zeros_like(rn.bm[0]), int(prm["poison"]))
+        lost, stale_free = count_lost(
+            s, rn.bm, rn.bd[0], rn.ver_src, rn.ver_dst, np.zeros_like(rn.bm[0]), int(prm["poison"])
+        )
     nan = float("nan")
     total = float(s["end_time"]) if status != S.FAILED else nan
     downtime = float(s["end_time"] - s["downtime_start"]) if completed else nan
@@ -308,22 +382,32 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     }
     nr = min(int(s["n_rounds"]), ROUND_CAP)
     rd = rn.rounds[:nr]
-    data.update({
-        "round-start": rd[:, S.R_START],
-        "round-end": rd[:, S.R_END],
-        "round-duplicate": rd[:, S.R_DUP].astype(np.int64),
-        "round-normal": rd[:, S.R_NORMAL].astype(np.int64),
-        "round-bytes": rd[:, S.R_BYTES].astype(np.int64),
-        "round-skipped": rd[:, S.R_SKIPPED].astype(np.int64),
-        "round-dirtied": rd[:, S.R_DIRTIED].astype(np.int64),
-        "round-pending-after-sync": rd[:, S.R_PENDING].astype(np.int64),
-        "round-threshold": rd[:, S.R_THRESH],
-        "round-bandwidth": rd[:, S.R_BW],
-    })
+    data.update(
+        {
+            "round-start": rd[:, S.R_START],
+            "round-end": rd[:, S.R_END],
+            "round-duplicate": rd[:, S.R_DUP].astype(np.int64),
+            "round-normal": rd[:, S.R_NORMAL].astype(np.int64),
+            "round-bytes": rd[:, S.R_BYTES].astype(np.int64),
+            "round-skipped": rd[:, S.R_SKIPPED].astype(np.int64),
+            "round-dirtied": rd[:, S.R_DIRTIED].astype(np.int64),
+            "round-pending-after-sync": rd[:, S.R_PENDING].astype(np.int64),
+            "round-threshold": rd[:, S.R_THRESH],
+            "round-bandwidth": rd[:, S.R_BW],
+        }
+    )
     nt = int(s["n_trace"])
     tr = rn.trace[:nt]
-    names = ["pending", "transferred", "sender-pfn", "hint-pfn", "free-pages", "held-pages",
-             "dirty-log-pages", "round-index"]
+    names = [
+        "pending",
+        "transferred",
+        "sender-pfn",
+        "hint-pfn",
+        "free-pages",
+        "held-pages",
+        "dirty-log-pages",
+        "round-index",
+    ]
     for i, name in enumerate(names):
         data[name] = tr[:, i]
     coords = {"round": np.arange(1, nr + 1), "time": rn.trace_t[:nt].copy()}
@@ -334,7 +418,8 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
         coords["page_state"] = list(PAGE_STATES)
         if nm < nr:  # the map covers the first rounds only
             data["page-map"] = np.concatenate(
-                [rn.pm[:nm], np.zeros((nr - nm,) + rn.pm.shape[1:], dtype=np.int64)])
+                [rn.pm[:nm], np.zeros((nr - nm,) + rn.pm.shape[1:], dtype=np.int64)]
+            )
     attrs = scenario.to_attrs()
     attrs.update({f"profile_{k}": float(v) for k, v in profile.params.items()})
     attrs["profile_name"] = profile.name
@@ -347,8 +432,9 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     return ds
 
 
-def simulate_many(scenarios: Iterable[Scenario], *, progress: bool = True, desc: str = "runs",
-                  **kwargs) -> list:
+def simulate_many(
+    scenarios: Iterable[Scenario], *, progress: bool = True, desc: str = "runs", **kwargs
+) -> list:
     """Simulate several scenarios in turn, with a progress bar over runs."""
     scenarios = list(scenarios)
     it = scenarios

@@ -41,15 +41,47 @@ _SPECS = [
     # ---- scalars, model only -------------------------------------------------------------
     Spec("hinted-pages", (), "iu", "pages", "pages in hint blocks the host accepted"),
     Spec("skipped-pages", (), "iu", "pages", "pending bits cleared by hints (pages not sent then)"),
-    Spec("lost-pages", (), "iu", "pages", "pages the guest may read whose destination copy is stale (must be 0; -1: run did not complete)"),
-    Spec("stale-free-pages", (), "iu", "pages", "free or balloon-held pages whose destination copy is stale (harmless; -1: not completed)"),
+    Spec(
+        "lost-pages",
+        (),
+        "iu",
+        "pages",
+        "pages the guest may read whose destination copy is stale (must be 0; -1: run did not complete)",
+    ),
+    Spec(
+        "stale-free-pages",
+        (),
+        "iu",
+        "pages",
+        "free or balloon-held pages whose destination copy is stale (harmless; -1: not completed)",
+    ),
     Spec("rounds", (), "iu", "1", "iteration rounds before stop-and-copy"),
-    Spec("hint-cpu-time", (), "f", "ms", "guest vCPU time spent by the hint worker (incl. zeroing)"),
-    Spec("zeroing-cpu-time", (), "f", "ms", "guest vCPU time spent zeroing allocations (init_on_alloc)"),
+    Spec(
+        "hint-cpu-time", (), "f", "ms", "guest vCPU time spent by the hint worker (incl. zeroing)"
+    ),
+    Spec(
+        "zeroing-cpu-time",
+        (),
+        "f",
+        "ms",
+        "guest vCPU time spent zeroing allocations (init_on_alloc)",
+    ),
     Spec("write-faults", (), "iu", "1", "write-protection faults taken by the guest while logging"),
-    Spec("guest-overhead-time", (), "f", "ms", "guest vCPU time lost to migration (faults, hint worker)"),
+    Spec(
+        "guest-overhead-time",
+        (),
+        "f",
+        "ms",
+        "guest vCPU time lost to migration (faults, hint worker)",
+    ),
     Spec("held-pages-max", (), "iu", "pages", "largest number of pages held by the balloon"),
-    Spec("zero-pages-at-start", (), "iu", "pages", "guest pages holding only zeros when migration starts"),
+    Spec(
+        "zero-pages-at-start",
+        (),
+        "iu",
+        "pages",
+        "guest pages holding only zeros when migration starts",
+    ),
     Spec("free-pages-at-start", (), "iu", "pages", "guest free pages when migration starts"),
     Spec("nr-pages", (), "iu", "pages", "guest RAM in 4 KiB pages"),
     Spec("failure", (), "UO", "", "why a failed run failed, empty otherwise"),
@@ -60,29 +92,58 @@ _SPECS = [
     Spec("round-normal", ("round",), "iu", "pages", "normal pages sent in the round"),
     Spec("round-bytes", ("round",), "iu", "bytes", "bytes sent in the round"),
     Spec("round-skipped", ("round",), "iu", "pages", "pending bits cleared by hints in the round"),
-    Spec("round-dirtied", ("round",), "iu", "pages", "pages the sync ending the round added to the bitmap"),
-    Spec("round-pending-after-sync", ("round",), "iu", "pages", "pending pages right after that sync"),
-    Spec("round-threshold", ("round",), "f", "bytes", "threshold (bandwidth x downtime-limit) at that sync"),
-    Spec("round-bandwidth", ("round",), "f", "bytes/s", "last window's bandwidth estimate at that sync"),
+    Spec(
+        "round-dirtied",
+        ("round",),
+        "iu",
+        "pages",
+        "pages the sync ending the round added to the bitmap",
+    ),
+    Spec(
+        "round-pending-after-sync", ("round",), "iu", "pages", "pending pages right after that sync"
+    ),
+    Spec(
+        "round-threshold",
+        ("round",),
+        "f",
+        "bytes",
+        "threshold (bandwidth x downtime-limit) at that sync",
+    ),
+    Spec(
+        "round-bandwidth",
+        ("round",),
+        "f",
+        "bytes/s",
+        "last window's bandwidth estimate at that sync",
+    ),
     # ---- per time ----------------------------------------------------------------------------
     Spec("pending", ("time",), "f", "pages", "pages pending in the migration bitmap"),
     Spec("transferred", ("time",), "f", "bytes", "bytes sent so far"),
     Spec("sender-pfn", ("time",), "f", "pfn", "page the sender's scan has reached"),
-    Spec("hint-pfn", ("time",), "f", "pfn", "lowest pfn hinted so far in the current pass (-1: none)"),
+    Spec(
+        "hint-pfn", ("time",), "f", "pfn", "lowest pfn hinted so far in the current pass (-1: none)"
+    ),
     Spec("free-pages", ("time",), "f", "pages", "guest free pages (buddy allocator)"),
     Spec("held-pages", ("time",), "f", "pages", "pages held by the balloon driver"),
     Spec("dirty-log-pages", ("time",), "f", "pages", "pages in the dirty log not yet synced"),
     Spec("round-index", ("time",), "f", "1", "round the sender is in"),
     # ---- page map (optional) ------------------------------------------------------------------
-    Spec("page-map", ("round", "pfn_bin", "page_state"), "iu", "pages",
-         "page counts per address bin and state, taken at the end of each round"),
+    Spec(
+        "page-map",
+        ("round", "pfn_bin", "page_state"),
+        "iu",
+        "pages",
+        "page counts per address bin and state, taken at the end of each round",
+    ),
 ]
 
 SPECS = {s.name: s for s in _SPECS}
 PAGE_STATES = ("used", "free", "held", "sent", "skipped", "dirty")
 
 
-def make_dataset(data_vars: dict, coords: dict | None = None, attrs: dict | None = None) -> xr.Dataset:
+def make_dataset(
+    data_vars: dict, coords: dict | None = None, attrs: dict | None = None
+) -> xr.Dataset:
     """Build a Dataset, checking every variable against the registry.
 
     Raises

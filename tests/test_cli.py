@@ -15,8 +15,16 @@ SMALL = ["--memory", "512M", "--max-bandwidth", "1G"]
 def test_simulate_json(capsys):
     assert main(["simulate", *SMALL, "--hint", "on", "--seed", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    for key in ("status", "total-time", "downtime", "setup-time", "dirty-sync-count", "ram",
-                "hinted-pages", "lost-pages"):
+    for key in (
+        "status",
+        "total-time",
+        "downtime",
+        "setup-time",
+        "dirty-sync-count",
+        "ram",
+        "hinted-pages",
+        "lost-pages",
+    ):
         assert key in out
     for key in ("transferred", "duplicate", "normal"):
         assert key in out["ram"]
@@ -38,10 +46,21 @@ def test_simulate_text_and_netcdf(capsys, tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [["--memory", "0"], ["--memory", "-1G"], ["--downtime-limit", "abc"], ["--max-bandwidth", "0"],
-     ["--workload", "nope"], ["--memory", "100M", "--workload", "kernel-build"],
-     ["--hint", "maybe"], ["--profile", "nope"], ["--seed", "-3"], ["--fill", "150%"],
-     ["--workload-param", "jobs"], ["--fault", "nope"], ["--vcpus", "x"]],
+    [
+        ["--memory", "0"],
+        ["--memory", "-1G"],
+        ["--downtime-limit", "abc"],
+        ["--max-bandwidth", "0"],
+        ["--workload", "nope"],
+        ["--memory", "100M", "--workload", "kernel-build"],
+        ["--hint", "maybe"],
+        ["--profile", "nope"],
+        ["--seed", "-3"],
+        ["--fill", "150%"],
+        ["--workload-param", "jobs"],
+        ["--fault", "nope"],
+        ["--vcpus", "x"],
+    ],
 )
 def test_bad_input_one_line_exit_2(args, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -60,14 +79,24 @@ def test_bad_input_one_line_exit_2(args, capsys):
 def test_console_script_help_and_error():
     out = subprocess.run(["fphint", "simulate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for opt in ("--memory", "--workload", "--downtime-limit", "--max-bandwidth", "--hint",
-                "--init-on-alloc", "--profile", "--seed", "--json"):
+    for opt in (
+        "--memory",
+        "--workload",
+        "--downtime-limit",
+        "--max-bandwidth",
+        "--hint",
+        "--init-on-alloc",
+        "--profile",
+        "--seed",
+        "--json",
+    ):
         assert opt in out.stdout
     bad = subprocess.run(["fphint", "simulate", "--memory", "-1G"], capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_module_entry_point():
-    out = subprocess.run([sys.executable, "-m", "fphint_kernels.cli", "--help"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fphint_kernels.cli", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and "simulate" in out.stdout

@@ -9,9 +9,18 @@ from fphint_kernels.units import format_size, parse_duration_ms, parse_fraction,
 
 @pytest.mark.parametrize(
     "text,default,expected",
-    [("8G", "", 8 << 30), ("512M", "", 512 << 20), ("100G", "", 100 << 30), ("4096", "", 4096),
-     ("1.5K", "", 1536), ("2GiB", "", 2 << 30), ("64KB", "", 64 << 10), (512, "M", 512 << 20),
-     ("1024", "M", 1 << 30), ("1T", "", 1 << 40)],
+    [
+        ("8G", "", 8 << 30),
+        ("512M", "", 512 << 20),
+        ("100G", "", 100 << 30),
+        ("4096", "", 4096),
+        ("1.5K", "", 1536),
+        ("2GiB", "", 2 << 30),
+        ("64KB", "", 64 << 10),
+        (512, "M", 512 << 20),
+        ("1024", "M", 1 << 30),
+        ("1T", "", 1 << 40),
+    ],
 )
 def test_parse_size(text, default, expected):
     assert parse_size(text, default_unit=default) == expected
@@ -25,8 +34,14 @@ def test_parse_size_rejects(bad):
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("400ms", 400.0), ("2s", 2000.0), ("1min", 60000.0), ("250us", 0.25), (300, 300.0),
-     ("1.5s", 1500.0)],
+    [
+        ("400ms", 400.0),
+        ("2s", 2000.0),
+        ("1min", 60000.0),
+        ("250us", 0.25),
+        (300, 300.0),
+        ("1.5s", 1500.0),
+    ],
 )
 def test_parse_duration(text, expected):
     assert parse_duration_ms(text) == pytest.approx(expected)
@@ -61,8 +76,13 @@ def test_scenario_normalises_units():
 
 
 def test_scenario_is_frozen_hashable_and_round_trips():
-    sc = fk.Scenario(memory="1G", workload="fill-free", workload_options={"fill": "30%"}, seed=4,
-                     faults=frozenset({"sync-no-rearm"}))
+    sc = fk.Scenario(
+        memory="1G",
+        workload="fill-free",
+        workload_options={"fill": "30%"},
+        seed=4,
+        faults=frozenset({"sync-no-rearm"}),
+    )
     assert sc == fk.Scenario.from_attrs(sc.to_attrs())
     assert hash(sc) == hash(fk.Scenario.from_attrs(sc.to_attrs()))
     assert sc.replace(hint=True) != sc
@@ -72,18 +92,28 @@ def test_scenario_is_frozen_hashable_and_round_trips():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"memory": 0}, "memory"), ({"memory": "3M"}, "at least"), ({"memory": "1025K"}, "memory"),
-     ({"memory": 1024}, "at least"),
-     ({"downtime_limit": 0}, "downtime"), ({"max_bandwidth": "0"}, "max-bandwidth"),
-     ({"workload": "nope"}, "unknown workload"), ({"profile": "nope"}, "unknown profile"),
-     ({"hint": "yes"}, "hint"), ({"vcpus": 0}, "vcpus"), ({"seed": -1}, "seed"),
-     ({"faults": {"bogus"}}, "unknown fault"), ({"page_poison": "x"}, "page-poison"),
-     ({"hint_release": "x"}, "hint-release"), ({"max_time": 0}, "max-time"),
-     ({"memory": "128M", "workload": "kernel-build"}, "needs at least"),
-     ({"workload_options": {"jobs": 1.5}}, "whole number"),
-     ({"workload_options": {"nonsense": 1}}, "unknown parameter"),
-     ({"workload_options": {"anon_order": 11}}, "order"),
-     ({"workload": "dirty-loop", "workload_options": {"dirty_interval_ms": 0}}, "> 0")],
+    [
+        ({"memory": 0}, "memory"),
+        ({"memory": "3M"}, "at least"),
+        ({"memory": "1025K"}, "memory"),
+        ({"memory": 1024}, "at least"),
+        ({"downtime_limit": 0}, "downtime"),
+        ({"max_bandwidth": "0"}, "max-bandwidth"),
+        ({"workload": "nope"}, "unknown workload"),
+        ({"profile": "nope"}, "unknown profile"),
+        ({"hint": "yes"}, "hint"),
+        ({"vcpus": 0}, "vcpus"),
+        ({"seed": -1}, "seed"),
+        ({"faults": {"bogus"}}, "unknown fault"),
+        ({"page_poison": "x"}, "page-poison"),
+        ({"hint_release": "x"}, "hint-release"),
+        ({"max_time": 0}, "max-time"),
+        ({"memory": "128M", "workload": "kernel-build"}, "needs at least"),
+        ({"workload_options": {"jobs": 1.5}}, "whole number"),
+        ({"workload_options": {"nonsense": 1}}, "unknown parameter"),
+        ({"workload_options": {"anon_order": 11}}, "order"),
+        ({"workload": "dirty-loop", "workload_options": {"dirty_interval_ms": 0}}, "> 0"),
+    ],
 )
 def test_scenario_rejects(kwargs, match):
     with pytest.raises(fk.ScenarioError, match=match):

@@ -25,9 +25,19 @@ def test_dataset_vocabulary(idle_pair):
             assert name in SPECS
             assert var.dims == SPECS[name].dims
             assert "units" in var.attrs and "description" in var.attrs
-        for name in ("status", "total-time", "downtime", "setup-time", "ram-transferred",
-                     "ram-duplicate", "ram-normal", "dirty-sync-count", "hinted-pages",
-                     "skipped-pages", "lost-pages"):
+        for name in (
+            "status",
+            "total-time",
+            "downtime",
+            "setup-time",
+            "ram-transferred",
+            "ram-duplicate",
+            "ram-normal",
+            "dirty-sync-count",
+            "hinted-pages",
+            "skipped-pages",
+            "lost-pages",
+        ):
             assert name in ds
         assert ds["time"].attrs["units"] == "ms"
         assert ds.attrs["scenario_memory"] == 512 << 20
@@ -69,8 +79,9 @@ def test_hinting_skips_free_pages(idle_pair):
 
 
 def test_same_seed_same_dataset():
-    sc = fk.Scenario(**FAST, workload="kernel-build", hint=True, seed=7,
-                     workload_options={"jobs": 2})
+    sc = fk.Scenario(
+        **FAST, workload="kernel-build", hint=True, seed=7, workload_options={"jobs": 2}
+    )
     a, b = fk.simulate(sc), fk.simulate(sc)
     assert a.identical(b)
     c = fk.simulate(sc.replace(seed=8))
@@ -80,8 +91,12 @@ def test_same_seed_same_dataset():
 @pytest.mark.slow
 def test_8g_idle_hint_lowers_total_time():
     for dl in ("2s", "400ms"):
-        runs = {h: fk.simulate(fk.Scenario(memory="8G", downtime_limit=dl, max_bandwidth="100G",
-                                           hint=h, seed=1)) for h in (False, True)}
+        runs = {
+            h: fk.simulate(
+                fk.Scenario(memory="8G", downtime_limit=dl, max_bandwidth="100G", hint=h, seed=1)
+            )
+            for h in (False, True)
+        }
         assert all(int(ds["lost-pages"]) == 0 for ds in runs.values())
         assert float(runs[True]["total-time"]) < float(runs[False]["total-time"])
 
@@ -89,15 +104,24 @@ def test_8g_idle_hint_lowers_total_time():
 @pytest.mark.slow
 def test_8g_kernel_build_completes():
     for h in (False, True):
-        ds = fk.simulate(fk.Scenario(memory="8G", workload="kernel-build", downtime_limit="400ms",
-                                     max_bandwidth="100G", hint=h, seed=2))
+        ds = fk.simulate(
+            fk.Scenario(
+                memory="8G",
+                workload="kernel-build",
+                downtime_limit="400ms",
+                max_bandwidth="100G",
+                hint=h,
+                seed=2,
+            )
+        )
         assert str(ds["status"].values) == "completed"
         assert int(ds["lost-pages"]) == 0
 
 
 def test_init_on_alloc_redirties_hinted_blocks():
-    base = fk.Scenario(**FAST, hint=True, seed=3, workload="fill-free",
-                       workload_options={"fill": 0.5})
+    base = fk.Scenario(
+        **FAST, hint=True, seed=3, workload="fill-free", workload_options={"fill": 0.5}
+    )
     off = fk.simulate(base)
     on = fk.simulate(base.replace(init_on_alloc=True))
     # zeroing the hint blocks dirties them: they come back as zero pages after the next sync
@@ -114,8 +138,13 @@ def test_fill_free_sends_old_data_without_hints():
 
 
 def test_not_converged_is_reported_not_hung():
-    sc = fk.Scenario(memory="1G", workload="dirty-loop", max_bandwidth="16M", max_time="5s",
-                     workload_options={"dirty_bytes": "256M", "dirty_interval_ms": 100})
+    sc = fk.Scenario(
+        memory="1G",
+        workload="dirty-loop",
+        max_bandwidth="16M",
+        max_time="5s",
+        workload_options={"dirty_bytes": "256M", "dirty_interval_ms": 100},
+    )
     ds = fk.simulate(sc)
     assert str(ds["status"].values) == "not-converged"
     assert float(ds["total-time"]) == pytest.approx(5000.0, abs=2)
@@ -124,9 +153,14 @@ def test_not_converged_is_reported_not_hung():
 
 
 def test_auto_converge_throttles_a_busy_guest():
-    sc = fk.Scenario(memory="512M", workload="dirty-loop", max_bandwidth="64M", max_time="60s",
-                     downtime_limit="300ms",
-                     workload_options={"dirty_bytes": "96M", "dirty_interval_ms": 500})
+    sc = fk.Scenario(
+        memory="512M",
+        workload="dirty-loop",
+        max_bandwidth="64M",
+        max_time="60s",
+        downtime_limit="300ms",
+        workload_options={"dirty_bytes": "96M", "dirty_interval_ms": 500},
+    )
     plain = fk.simulate(sc)
     ac = fk.simulate(sc.replace(auto_converge=True))
     assert float(ac["cpu-throttle-percentage"]) >= 20.0
@@ -135,8 +169,12 @@ def test_auto_converge_throttles_a_busy_guest():
 
 
 def test_out_of_memory_fails_cleanly():
-    sc = fk.Scenario(memory="1G", workload="kernel-build", max_bandwidth="1G",
-                     workload_options={"jobs": 6, "proc_rss_mean": "60M", "proc_rss_sigma": 1.2})
+    sc = fk.Scenario(
+        memory="1G",
+        workload="kernel-build",
+        max_bandwidth="1G",
+        workload_options={"jobs": 6, "proc_rss_mean": "60M", "proc_rss_sigma": 1.2},
+    )
     ds = fk.simulate(sc)
     assert str(ds["status"].values) == "failed"
     assert "out of memory" in str(ds["failure"].values)
@@ -165,14 +203,26 @@ def test_simulate_many_and_progress():
 
 scenarios = st.builds(
     lambda mem, wl, hint, ioa, poison, rel, dl, bw, seed: fk.Scenario(
-        memory=mem, workload=wl, hint=hint, init_on_alloc=ioa, page_poison=poison,
-        hint_release=rel, downtime_limit=dl, max_bandwidth=bw, seed=seed, max_time="30s",
-        workload_options={"jobs": 2, "proc_rss_mean": "16M"} if wl == "kernel-build" else {}),
+        memory=mem,
+        workload=wl,
+        hint=hint,
+        init_on_alloc=ioa,
+        page_poison=poison,
+        hint_release=rel,
+        downtime_limit=dl,
+        max_bandwidth=bw,
+        seed=seed,
+        max_time="30s",
+        workload_options={"jobs": 2, "proc_rss_mean": "16M"} if wl == "kernel-build" else {},
+    ),
     mem=st.sampled_from(["512M", "768M", "1G"]),
     wl=st.sampled_from(["idle", "kernel-build", "fill-free", "dirty-loop"]),
-    hint=st.booleans(), ioa=st.booleans(), poison=st.sampled_from(["off", "zero", "pattern"]),
+    hint=st.booleans(),
+    ioa=st.booleans(),
+    poison=st.sampled_from(["off", "zero", "pattern"]),
     rel=st.sampled_from(["done", "shrinker", "after-pass"]),
-    dl=st.sampled_from(["100ms", "300ms", "2s"]), bw=st.sampled_from(["256M", "1G", "100G"]),
+    dl=st.sampled_from(["100ms", "300ms", "2s"]),
+    bw=st.sampled_from(["256M", "1G", "100G"]),
     seed=st.integers(0, 2**16),
 )
 
@@ -193,15 +243,21 @@ def test_nothing_lost(sc):
 
 # ---- fault switches must be caught -----------------------------------------------------------
 
+
 def _stress(fault, seed):
     """A guest under memory pressure with the 5.7+ shrinker, a slow hint worker and a slow
     iothread: hints are still in flight at syncs and their blocks are reused meanwhile."""
     profile = HostProfile.load("v36").with_params(hint_host_latency_ms=100.0, hint_block_us=1000.0)
-    sc = fk.Scenario(memory="512M", workload="kernel-build", hint=True, max_bandwidth="100G",
-                     hint_release="shrinker", seed=seed,
-                     faults=frozenset([fault]) if fault else frozenset(),
-                     workload_options={"base_used": "64M", "pagecache_initial": "96M",
-                                       "touched_free": "64M"})
+    sc = fk.Scenario(
+        memory="512M",
+        workload="kernel-build",
+        hint=True,
+        max_bandwidth="100G",
+        hint_release="shrinker",
+        seed=seed,
+        faults=frozenset([fault]) if fault else frozenset(),
+        workload_options={"base_used": "64M", "pagecache_initial": "96M", "touched_free": "64M"},
+    )
     return fk.simulate(sc, profile=profile)
 
 

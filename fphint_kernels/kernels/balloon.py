@@ -91,8 +91,14 @@ def guest_end_pass(st, prm, bd, bm, ver_src, held_blocks, queue, now):
     if st["guest_reporting"] == 0:
         return
     st["guest_reporting"] = 0
-    q_push(st, queue, np.int64(Q_STOP), np.int64(-1), np.int64(CMD_ID_STOP),
-           now + prm["hint_latency_ms"])
+    q_push(
+        st,
+        queue,
+        np.int64(Q_STOP),
+        np.int64(-1),
+        np.int64(CMD_ID_STOP),
+        now + prm["hint_latency_ms"],
+    )
     if prm["release"] == REL_AFTER_PASS:
         while st["held_n"] > 0:
             release_held_block(st, prm, bd, bm, ver_src, held_blocks)
@@ -140,8 +146,14 @@ def guest_hint_step(st, prm, bd, bm, ver_src, held_blocks, queue, now, dt):
         st["guest_start_at"] = -1.0
         if st["host_status"] == S_REQUESTED and st["host_cmd"] == st["guest_start_cmd"]:
             st["guest_cmd_active"] = st["host_cmd"]
-            q_push(st, queue, np.int64(Q_START), np.int64(-1), st["host_cmd"],
-                   now + prm["hint_latency_ms"])
+            q_push(
+                st,
+                queue,
+                np.int64(Q_START),
+                np.int64(-1),
+                st["host_cmd"],
+                now + prm["hint_latency_ms"],
+            )
             st["guest_reporting"] = 1
             st["hint_low_pfn"] = st["n"]
             st["hint_budget"] = 0.0
@@ -169,8 +181,9 @@ def guest_hint_step(st, prm, bd, bm, ver_src, held_blocks, queue, now, dt):
         st["held_pages"] += BLOCK
         if st["held_pages"] > st["held_max"]:
             st["held_max"] = st["held_pages"]
-        q_push(st, queue, np.int64(Q_BLOCK), pfn, st["guest_cmd_active"],
-               now + prm["hint_latency_ms"])
+        q_push(
+            st, queue, np.int64(Q_BLOCK), pfn, st["guest_cmd_active"], now + prm["hint_latency_ms"]
+        )
         st["hint_budget"] -= cost
         st["hint_cpu_ns"] += cost
         if pfn < st["hint_low_pfn"]:

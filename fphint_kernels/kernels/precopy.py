@@ -252,8 +252,12 @@ def send_pages(st, prm, bm, ver_src, ver_dst, until, window_budget, check_slice)
                 cursor = 0  # end of the RAMBlock list: wrap (complete_round)
             continue
         nzw = nonzero[wi]
-        if (word == ALL and (slice_pages & 63) == 0 and wbytes + 64 * NORMAL_RECORD <= window_budget
-                and t + 65.0 * t_max < until):
+        if (
+            word == ALL
+            and (slice_pages & 63) == 0
+            and wbytes + 64 * NORMAL_RECORD <= window_budget
+            and t + 65.0 * t_max < until
+        ):
             # A full word that cannot end the slice part-way: the same per-page arithmetic as
             # below (so results are identical), without the per-page bit search and checks.
             # ram_save_iterate checks MAX_WAIT every 64 pages: here, at the word's end.
@@ -351,8 +355,7 @@ def end_slice(st):
 
 
 @jit
-def sync_point(st, prm, bd, bm, ver_src, held_blocks, queue, stale, rounds, pm, pm_free, t,
-               last):
+def sync_point(st, prm, bd, bm, ver_src, held_blocks, queue, stale, rounds, pm, pm_free, t, last):
     """A precopy sync with its hint notifications; ends the current round."""
     free_order = bd[0]
     if prm["hint"]:
@@ -372,15 +375,29 @@ def sync_point(st, prm, bd, bm, ver_src, held_blocks, queue, stale, rounds, pm, 
 
 
 @jit
-def migration_completion(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, stale, rounds,
-                         pm, pm_free):
+def migration_completion(
+    st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, stale, rounds, pm, pm_free
+):
     """Stop-and-copy: stop the VM, final sync, send everything pending, device state."""
     st["vm_running"] = 0
     st["downtime_start"] = st["sender_time"]
     if st["bandwidth"] > 0.0:
         st["expected_downtime"] = st["pending"] * PAGE_SIZE / st["bandwidth"]
-    sync_point(st, prm, bd, bm, ver_src, held_blocks, queue, stale, rounds, pm, pm_free,
-               st["sender_time"], np.int64(1))
+    sync_point(
+        st,
+        prm,
+        bd,
+        bm,
+        ver_src,
+        held_blocks,
+        queue,
+        stale,
+        rounds,
+        pm,
+        pm_free,
+        st["sender_time"],
+        np.int64(1),
+    )
     st["cursor"] = 0
     send_pages(st, prm, bm, ver_src, ver_dst, np.inf, np.inf, np.int64(0))
     st["bytes"] += SLICE_OVERHEAD
@@ -392,8 +409,9 @@ def migration_completion(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, 
 
 
 @jit
-def sender_run(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, stale, rounds, pm,
-               pm_free, until):
+def sender_run(
+    st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, stale, rounds, pm, pm_free, until
+):
     """The migration thread, from its clock to ``until`` (``migration_thread`` loop body)."""
     window_budget = prm["max_bandwidth"] / 10.0
     while st["sender_time"] < until and st["status"] == RUNNING:
@@ -409,11 +427,36 @@ def sender_run(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, stale, rou
             continue
         if st["in_slice"] == 0:  # migration_iteration_run
             if st["pending"] * PAGE_SIZE < st["threshold"]:  # ram_save_pending syncs
-                sync_point(st, prm, bd, bm, ver_src, held_blocks, queue, stale, rounds, pm,
-                           pm_free, t, np.int64(0))
+                sync_point(
+                    st,
+                    prm,
+                    bd,
+                    bm,
+                    ver_src,
+                    held_blocks,
+                    queue,
+                    stale,
+                    rounds,
+                    pm,
+                    pm_free,
+                    t,
+                    np.int64(0),
+                )
             if st["pending"] == 0 or st["pending"] * PAGE_SIZE < st["threshold"]:
-                migration_completion(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue,
-                                     stale, rounds, pm, pm_free)
+                migration_completion(
+                    st,
+                    prm,
+                    bd,
+                    bm,
+                    ver_src,
+                    ver_dst,
+                    held_blocks,
+                    queue,
+                    stale,
+                    rounds,
+                    pm,
+                    pm_free,
+                )
                 return
             st["in_slice"] = 1
             st["slice_start"] = st["sender_time"]
@@ -451,8 +494,29 @@ def start(st, prm):
 
 
 @jit
-def run(st, prm, bd, bm, ver_src, ver_dst, held_blocks, pc_ring, base_pool, dl_pool, procs,
-        p_pool, rngs, queue, stale, trace, trace_t, rounds, pm, pm_free, stop_at):
+def run(
+    st,
+    prm,
+    bd,
+    bm,
+    ver_src,
+    ver_dst,
+    held_blocks,
+    pc_ring,
+    base_pool,
+    dl_pool,
+    procs,
+    p_pool,
+    rngs,
+    queue,
+    stale,
+    trace,
+    trace_t,
+    rounds,
+    pm,
+    pm_free,
+    stop_at,
+):
     """Run the migration from where ``st`` stands to completion, the time cap, or ``stop_at``
     (ms; the caller may call again to resume, e.g. to draw a progress bar)."""
     dt = prm["step_ms"]
@@ -465,8 +529,21 @@ def run(st, prm, bd, bm, ver_src, ver_dst, held_blocks, pc_ring, base_pool, dl_p
             dirty_log_start(st, bm)
         if st["vm_running"]:
             eff = dt * (1.0 - st["throttle"]) * prm["cpu_speed"] * prm["intensity"]
-            workload_step(st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_pool,
-                          procs, p_pool, wrng, eff)
+            workload_step(
+                st,
+                prm,
+                bd,
+                bm,
+                ver_src,
+                held_blocks,
+                pc_ring,
+                base_pool,
+                dl_pool,
+                procs,
+                p_pool,
+                wrng,
+                eff,
+            )
             if st["status"] != RUNNING:
                 st["end_time"] = step_end
                 break
@@ -486,8 +563,21 @@ def run(st, prm, bd, bm, ver_src, ver_dst, held_blocks, pc_ring, base_pool, dl_p
             if prm["hint"]:
                 host_free_page_start(st, prm, setup_end)
         if st["setup_done"]:
-            sender_run(st, prm, bd, bm, ver_src, ver_dst, held_blocks, queue, stale, rounds,
-                       pm, pm_free, step_end)
+            sender_run(
+                st,
+                prm,
+                bd,
+                bm,
+                ver_src,
+                ver_dst,
+                held_blocks,
+                queue,
+                stale,
+                rounds,
+                pm,
+                pm_free,
+                step_end,
+            )
         while st["next_trace"] <= step_end and st["n_trace"] < trace.shape[0]:
             trace_t[st["n_trace"]] = st["next_trace"]
             record_trace(st, trace, st["next_trace"])
