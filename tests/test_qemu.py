@@ -448,6 +448,7 @@ def test_scenario_for_uses_the_recorded_configuration():
     assert run_id(ds) == "1G-fill-free-fill60-hint-ioa1-dl50-smp1-r1"
 
 
+@pytest.mark.slow  # a real simulation: too slow with NUMBA_DISABLE_JIT
 def test_compare_and_error_summary_on_a_small_run():
     pytest.importorskip("fphint_kernels.simulate")
     from fphint_kernels.qemu.compare import compare, error_summary
