@@ -43,7 +43,7 @@ CASES = [
         sc(memory="512M", workload="fill-free", max_bandwidth="32M"),
         None,
         1.0,
-        True,
+        False,
     ),
     (
         "fill-free-512M-hint-pattern-shrinker",
@@ -92,7 +92,7 @@ CASES = [
         sc(memory="1G", workload="kernel-build", hint=True, workload_options=KB_SMALL),
         None,
         1.0,
-        True,
+        False,
     ),
     (
         "kernel-build-1G-hint-shrinker-reclaim",
@@ -134,7 +134,7 @@ FAULT_CASES = [
         ),
         None,
         1.0,
-        True,
+        False,
     ),
     (
         "sync-no-rearm",
