@@ -545,7 +545,7 @@ class NaiveMigration:
             touched_blocks.append((pfn, order))
             left -= 2**order
         # freed like any other memory: with page poisoning the pages are overwritten
-        # (free_pages_prepare -> kernel_poison_pages); see XFAIL_TOUCHED_POISON
+        # (free_pages_prepare -> kernel_poison_pages)
         for pfn, order in touched_blocks:
             self.guest_free(pfn, order)
 
@@ -591,9 +591,7 @@ class NaiveMigration:
             self.dl_acc -= writes
             # one process on one vCPU cannot write faster than it fills pages: zero_fill_ns is
             # host time per page, so the bound is over the step's host time, not over ``dt``
-            # (guest time, which includes cpu_speed and intensity).  With cpu_speed and
-            # intensity 1 this is the kernel's expression; otherwise see
-            # test_naive_engine.py::XFAIL_DIRTY_CAP.
+            # (guest time, which includes cpu_speed and intensity)
             host_ms = dt / (p["cpu_speed"] * p["intensity"])
             cap = int(host_ms * 1e6 / max(p["zero_fill_ns"], 1.0)) + 1
             if writes > cap:
@@ -645,7 +643,7 @@ class NaiveMigration:
         self.guest_start_at = -1.0
         if self.vm_running:
             # the guest sees STOP and ends its pass; a stopped guest (stop-and-copy) does
-            # nothing until it runs again, on the destination (see XFAIL_STOPPED_GUEST)
+            # nothing until it runs again, on the destination
             self.guest_end_pass(self.now)
         if "stale-hint-after-sync" in self.faults:
             while self.queue:

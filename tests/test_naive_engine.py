@@ -2,8 +2,9 @@
 
 The naive simulation shares no code with the kernels (only the configuration parsing and the
 seeding of the random streams), so equal results, to the last page, byte and float bit, mean
-that both implement the same model.  Where the kernels depart from their own documentation
-the naive version follows the documentation and the case is an ``xfail(strict=True)``.
+that both implement the same model.  Where the kernels departed from their own documentation
+the naive version follows the documentation; ``REGRESSION_CASES`` are the scenarios that showed
+it.
 """
 
 import math
@@ -179,41 +180,27 @@ FAULT_CASES = [
     ),
 ]
 
-# where the kernels depart from their documentation (see the reasons)
-XFAIL_DIRTY_CAP = (
-    "kernels/workload.py:230 caps the dirty loop at int(dt * 1e6 / zero_fill_ns) pages, but dt "
-    "is guest time (x cpu_speed x intensity) and zero_fill_ns host time (/ cpu_speed): the cap "
-    "scales with cpu_speed**2 instead of being one vCPU's fill rate"
-)
-XFAIL_TOUCHED_POISON = (
-    "kernels/workload.py:316 frees the touched memory with buddy_free, not guest_free: with "
-    "page_poison the freed pages are not poisoned (Linux poisons every freed page), so with "
-    "page_poison=zero they are sent as normal pages"
-)
-XFAIL_STOPPED_GUEST = (
-    "kernels/balloon.py:107 host_free_page_stop lets the guest end its pass (and, with "
-    "hint_release=after-pass, free and poison its blocks) while the VM is stopped at "
-    "completion; host_free_page_done's docstring says the guest frees them once it runs again"
-)
-XFAIL_CASES = [
+# Scenarios on which the naive reference found the kernels departing from their documentation
+# (fixed in 72a6568): the dirty-loop cap took guest time for host time (cpu_speed != 1); touched
+# memory was freed without page poisoning; the guest ended its hint pass, freeing and poisoning
+# its blocks, while the VM was stopped at completion.
+REGRESSION_CASES = [
     (
-        "dirty-loop-1G-tcg",
+        "regression-dirty-loop-cap-1G-tcg",
         sc(memory="1G", workload="dirty-loop", hint=True, max_time="8s"),
         TCG,
         1.0,
         True,
-        XFAIL_DIRTY_CAP,
     ),
     (
-        "fill-free-512M-poison-zero",
+        "regression-touched-poisoned-fill-free-512M-zero",
         sc(memory="512M", workload="fill-free", page_poison="zero"),
         None,
         1.0,
         False,
-        XFAIL_TOUCHED_POISON,
     ),
     (
-        "tiny-128M-after-pass-pattern-completes-in-first-window",
+        "regression-frozen-guest-128M-completes-in-first-window",
         sc(
             memory="128M",
             workload="idle",
@@ -225,7 +212,6 @@ XFAIL_CASES = [
         V36.with_params(hint_block_us=2000),
         1.0,
         False,
-        XFAIL_STOPPED_GUEST,
     ),
 ]
 
@@ -235,8 +221,6 @@ def params(cases):
     for case in cases:
         cid, scenario, profile, step, slow = case[:5]
         marks = [pytest.mark.slow] if slow else []
-        if len(case) > 5:
-            marks.append(pytest.mark.xfail(strict=True, reason=case[5]))
         out.append(pytest.param(scenario, profile, step, id=cid, marks=marks))
     return out
 
@@ -276,14 +260,14 @@ def test_faults_equal_naive_and_lose_pages(scenario, profile, step_ms):
     assert got["lost-pages"] > 0
 
 
-@pytest.mark.parametrize("scenario,profile,step_ms", params(XFAIL_CASES))
-def test_engine_equals_documented_model(scenario, profile, step_ms):
+@pytest.mark.parametrize("scenario,profile,step_ms", params(REGRESSION_CASES))
+def test_engine_equals_naive_regressions(scenario, profile, step_ms):
     compare(scenario, profile, step_ms)
 
 
 def test_cases_cover_the_model():
     """The scenarios above exercise what they claim to (so the comparisons are not vacuous)."""
-    results = {c[0]: naive_simulate(c[1], c[2], c[3]) for c in CASES if not c[4]}
+    results = {c[0]: naive_simulate(c[1], c[2], c[3]) for c in CASES + REGRESSION_CASES if not c[4]}
     assert results["idle-256M-legacy"]["hinted-pages"] == 0
     assert results["idle-512M-hint"]["skipped-pages"] > 0
     assert results["kernel-build-1G-oom"]["status"] == "failed"
@@ -292,3 +276,12 @@ def test_cases_cover_the_model():
     assert slow_hint["rounds"] >= 3 and slow_hint["lost-pages"] == 0
     init = results["idle-512M-hint-init-on-alloc-step0.5"]
     assert init["zeroing-cpu-time"] > 0 and init["status"] == "completed"
+    # touched memory freed with page_poison=zero is zero: sent as duplicates, not normal pages
+    poisoned = results["regression-touched-poisoned-fill-free-512M-zero"]
+    unpoisoned = naive_simulate(CASES[0][1].replace(memory="512M", workload="fill-free"))
+    assert unpoisoned["ram"]["normal"] - poisoned["ram"]["normal"] > 40000  # most of the 60 %
+    # completion before the first bandwidth window closes: no sync ends the hint pass, so the
+    # frozen guest still holds its blocks at the final sync (nothing newly dirtied by it)
+    frozen = results["regression-frozen-guest-128M-completes-in-first-window"]
+    assert frozen["rounds"] == 1 and frozen["round-dirtied"][0] < 100
+    assert frozen["hinted-pages"] > 0 and frozen["lost-pages"] == 0
