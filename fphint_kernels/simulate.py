@@ -342,9 +342,7 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     completed = status == S.COMPLETED
     lost, stale_free = -1, -1  # the check applies to completed migrations only
     if completed:
-        lost, stale_free = count_lost(
-            s, rn.bm, rn.bd[0], rn.ver_src, rn.ver_dst, np.zeros_like(rn.bm[0]), int(prm["poison"])
-        )
+        lost, stale_free = count_lost(s, rn.bm, rn.bd, rn.ver_src, rn.ver_dst, int(prm["poison"]))
     nan = float("nan")
     total = float(s["end_time"]) if status != S.FAILED else nan
     downtime = float(s["end_time"] - s["downtime_start"]) if completed else nan

@@ -43,6 +43,7 @@ from .state import (
     F_LATE_LOG,
     F_NO_REARM,
     LATE_LOG_MS,
+    MAX_ORDER,
     NOT_CONVERGED,
     PM_DIRTY,
     PM_FREE,
@@ -592,28 +593,49 @@ def run(
 
 
 @jit
-def count_lost(st, bm, free_order, ver_src, ver_dst, free_bm, poison):
+def page_is_free(freemap, fm_off, n, p):
+    """True if page ``p`` lies inside a free buddy block (one bit test per order)."""
+    for k in range(MAX_ORDER + 1):
+        idx = p >> k
+        if (idx + 1) << k > n:
+            break
+        w = fm_off[k] + (idx >> 6)
+        if (freemap[w] >> np.uint64(idx & 63)) & ONE:
+            return True
+    return False
+
+
+@jit
+def count_lost(st, bm, bd, ver_src, ver_dst, poison):
     """The nothing-lost check at switchover.
 
     A page the guest may read without writing it first must have reached the destination in
     its last version: every page in use (not free, not held by the balloon), and free pages
     too when the guest relies on their contents (page poisoning checks the pattern).
+    Versions are compared for every page (two at a time); whether a stale page is free is
+    looked up in the buddy allocator's per-order free bitmaps.
 
     Returns (lost, stale_free): stale pages the guest may read, and stale pages it may not.
     """
-    free_page_bitmap(free_order, free_bm)
+    freemap = bd[1]
+    fm_off = bd[2]
     held = bm[BM_HELD]
     n = st["n"]
     lost = 0
     stale_free = 0
-    for p in range(n):
-        if ver_src[p] != ver_dst[p]:
-            w = p >> 6
-            m = ONE << np.uint64(p & 63)
+    half = n >> 1
+    src2 = ver_src[: half * 2].view(np.uint64)
+    dst2 = ver_dst[: half * 2].view(np.uint64)
+    for i in range(half + (n & 1)):
+        if i < half and src2[i] == dst2[i]:
+            continue
+        for p in range(2 * i, min(2 * i + 2, n)):
+            if ver_src[p] == ver_dst[p]:
+                continue
             relied = True
-            if (held[w] & m) != ZERO:
+            if (held[p >> 6] >> np.uint64(p & 63)) & ONE:
                 relied = False
-            elif (free_bm[w] & m) != ZERO and poison == 0:
+            elif poison == 0 and page_is_free(freemap, fm_off, n, p):
                 relied = False
             if relied:
                 lost += 1
