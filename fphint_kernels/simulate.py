@@ -192,11 +192,8 @@ class _Run:
         bins = int(page_map_bins)
         self.pm = np.zeros((MAP_ROUND_CAP if bins else 0, max(bins, 1), S.N_PM), dtype=np.int64)
         self.pm_free = np.zeros(nw if bins else 1, dtype=np.uint64)
-        tmp = (
-            np.zeros((lay["touched"] // 1 + 64, 2), dtype=np.int64)
-            if lay["touched"]
-            else np.zeros((1, 2), dtype=np.int64)
-        )
+        # scratch for the touched blocks: taken largest first, so about one row per 4 MiB
+        tmp = np.zeros(((lay["touched"] >> S.MAX_ORDER) + 4096, 2), dtype=np.int64)
         workload_init(
             s,
             prm,

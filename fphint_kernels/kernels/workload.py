@@ -260,7 +260,8 @@ def workload_init(
 
     Base memory, then page cache, then the running jobs and the dirty-loop buffer, then
     ``touched_pages`` of memory that is written and freed again (it stays free with old data in
-    it; allocation stops at the high watermark).
+    it; allocation stops at the high watermark, or when ``tmp``, sized for the blocks of
+    touched memory taken largest first plus a margin, is full).
     ``tmp`` is scratch space for the touched blocks.
     """
     free_order, freemap, fm_off, fm_top, nr_free = bd
@@ -301,7 +302,7 @@ def workload_init(
     nt = 0
     left = touched_pages
     order = np.int64(MAX_ORDER)
-    while left > 0 and order >= 0:
+    while left > 0 and order >= 0 and nt < tmp.shape[0]:
         if (1 << order) > left or st["nr_free_pages"] - (1 << order) < st["wmark_high"]:
             order -= 1
             continue
