@@ -76,11 +76,6 @@ def clz_index64(x):
 
 
 @jit(inline="always")
-def bit_mask(i):
-    return ONE << np.uint64(i & 63)
-
-
-@jit(inline="always")
 def test_bit(bm, i):
     """1 if bit ``i`` is set."""
     return 1 if (bm[i >> 6] >> np.uint64(i & 63)) & ONE else 0

@@ -466,7 +466,7 @@ def sender_run(
 
 
 @jit
-def record_trace(st, trace, t):
+def record_trace(st, trace):
     i = st["n_trace"]
     if i >= trace.shape[0]:
         return
@@ -581,7 +581,7 @@ def run(
             )
         while st["next_trace"] <= step_end and st["n_trace"] < trace.shape[0]:
             trace_t[st["n_trace"]] = st["next_trace"]
-            record_trace(st, trace, st["next_trace"])
+            record_trace(st, trace)
             st["next_trace"] += prm["trace_ms"]
         st["now"] = step_end
         if st["status"] != RUNNING:

@@ -78,7 +78,6 @@ STATE_DTYPE = np.dtype(
         ("hinted", i8),
         ("skipped", i8),
         ("expected_downtime", f8),
-        ("wrapped_empty", i8),
         # auto-converge
         ("throttle", f8),
         ("ac_cnt", i8),
