@@ -8,20 +8,20 @@ import pytest
 from test_published import fake_simulate
 
 import fphint_kernels as fk
-from fphint_kernels import calibrate, experiments
+from fphint_kernels import calibrate, published
 from fphint_kernels.cli import main
 from fphint_kernels.config import PROFILE_PARAMS, data_dir
 
 
-def published(metric, **match):
-    with open(data_dir() / "published" / experiments.PUBLISHED_FILE, newline="") as fh:
+def published_rows(metric, **match):
+    with open(data_dir() / "published" / published.PUBLISHED_FILE, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["metric"] == metric]
     return [r for r in rows if all(r[k] == v for k, v in match.items())]
 
 
 def legacy_build_ratio():
-    (v36,) = published("build-time", patch_version="v36", mode="legacy", guest_ram="8G")
-    (v37,) = published("build-time", patch_version="v37", mode="legacy", guest_ram="8G")
+    (v36,) = published_rows("build-time", patch_version="v36", mode="legacy", guest_ram="8G")
+    (v37,) = published_rows("build-time", patch_version="v37", mode="legacy", guest_ram="8G")
     return float(v36["value"]) / float(v37["value"])
 
 
@@ -57,7 +57,7 @@ def test_derived_profile_differs_only_in_speed(tmp_path, scale_link):
 def test_the_default_profile_is_fitted_on_the_four_v36_migration_times():
     prof = fk.HostProfile.load("v36")
     cal = dict(prof.provenance)["calibration"]
-    want = {experiments.row_id(r) for r in published("total-time", patch_version="v36")}
+    want = {published.row_id(r) for r in published_rows("total-time", patch_version="v36")}
     assert len(want) == 4
     assert set(cal["rows"]) == want
     assert cal["start_profile"] == "prior"
@@ -70,7 +70,7 @@ def test_the_default_profile_is_fitted_on_the_four_v36_migration_times():
             assert lo <= prof.params[k] <= hi, k
         else:
             assert prof.params[k] == pytest.approx(prior.params[k]), f"{k} is not free"
-    pub = {experiments.row_id(r): float(r["value"]) for r in published("total-time")}
+    pub = {published.row_id(r): float(r["value"]) for r in published_rows("total-time")}
     for t in cal["targets"]:
         assert t["published_ms"] == pub[t["row"]]
         assert t["residual_pct"] == pytest.approx(
@@ -139,7 +139,7 @@ def test_write_profile_records_its_provenance(monkeypatch, tmp_path):
 def test_fit_recovers_a_known_parameter():
     """Targets simulated with a known zero-page cost; the fit from a wrong start must find it."""
     truth = fk.HostProfile.load("prior").with_params(zero_page_ns=900.0)
-    cfg = experiments.Config(
+    cfg = published.Config(
         source="synthetic",
         patch_version="synthetic",
         memory="512M",
