@@ -74,7 +74,7 @@ def scenario_for(ds, *, profile: str = PROFILE, guest_options: dict | None = Non
     Parameters
     ----------
     ds : xarray.Dataset
-        A measured run (:func:`fphint_kernels.qemu.measurement.load`).
+        A measured run (:func:`fphint_kernels.io.load_dataset`, :func:`~.measurement.load_all`).
     profile : str
         Host profile name.
     guest_options : dict, optional
