@@ -10,7 +10,7 @@ from ..errors import FphintError
 from ..units import parse_duration_ms, parse_fraction, parse_on_off, parse_size
 
 #: Guest modes of the harness's init script (the ``fphint.mode=`` kernel parameter).
-MODES = ("idle", "fill-free", "dirty-loop")
+GUEST_MODES = ("idle", "fill-free", "dirty-loop")
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,10 @@ class RunConfig:
     settle_s: float = 2.0
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise FphintError(f"--mode: expected one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode not in GUEST_MODES:
+            raise FphintError(
+                f"--mode: expected one of {', '.join(GUEST_MODES)}, got {self.mode!r}"
+            )
         if not (64 << 20) <= self.memory <= (64 << 30):
             raise FphintError(f"--memory: expected 64M..64G, got {self.memory} bytes")
         if self.vcpus < 1 or self.vcpus > 64:
