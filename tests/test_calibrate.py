@@ -161,6 +161,32 @@ def test_fit_recovers_a_known_parameter():
     assert fit.profile.params["normal_page_ns"] == start.params["normal_page_ns"]
 
 
+def test_calibrate_command(monkeypatch, tmp_path, capsys):
+    """fphint calibrate with the stand-in engine: the fitted profile, then the derived one."""
+    monkeypatch.setattr(
+        importlib.import_module("fphint_kernels.simulate"), "simulate", fake_simulate
+    )
+    args = ["calibrate", "--free", "zero_page_ns", "--seeds", "1", "--max-evals", "8"]
+    assert main([*args, "--name", "t36", "--quiet", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("t36: zero_page_ns=") and "evaluations" in out[0]
+    assert [line.split()[0] for line in out[1:5]] == [
+        t.row for t in calibrate.published_targets("v36")
+    ]
+    assert out[5] == f"wrote {tmp_path / 't36.json'}"
+    assert out[6].startswith("v37: cpu_speed=") and out[7] == f"wrote {tmp_path / 'v37.json'}"
+    derived = json.loads((tmp_path / "v37.json").read_text())
+    assert derived["provenance"]["calibration"]["derived_from"] == "t36.json"
+    fitted = json.loads((tmp_path / "t36.json").read_text())
+    assert fitted["provenance"]["calibration"]["optimiser"]["evaluations"] >= 8
+    # the derived profile again, keeping the stream rate of the fitted one
+    assert main(["calibrate", "--derive-only", "--name", "t36", "--link", "fixed",
+                 "--out-dir", str(tmp_path)]) == 0  # fmt: skip
+    assert capsys.readouterr().out.startswith("v37: cpu_speed=")
+    link = json.loads((tmp_path / "v37.json").read_text())["params"]["link_bytes_per_s"]
+    assert link == fitted["params"]["link_bytes_per_s"]
+
+
 def test_bad_input_is_one_line(capsys):
     assert main(["calibrate", "--free", "bogus", "--quiet"]) == 2
     err = capsys.readouterr().err

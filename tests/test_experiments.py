@@ -91,6 +91,32 @@ def test_report_files(fake_res, tmp_path):
     assert json.loads((tmp_path / "table.json").read_text()) == experiments.table(fake_res)
 
 
+def test_reproduce_command(tmp_path, capsys, monkeypatch):
+    """fphint reproduce with the stand-in engine: the JSON table and the report's files."""
+    monkeypatch.setattr(importlib.import_module(ENGINE), "simulate", fake_simulate)
+    assert main(["reproduce", "--seeds", "1", "--jobs", "1", "--json", "--quiet",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == json.loads((tmp_path / "table.json").read_text())
+    assert len(rows) == 12 and all(r["seeds"] == 1 for r in rows)
+    assert main(["reproduce", "--seeds", "1", "--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"wrote {tmp_path / 'b' / 'report.md'}, ")
+    assert "reproduce" in captured.err  # the progress bar
+
+
+def test_reproduction_widget_runs(monkeypatch):
+    monkeypatch.setattr(importlib.import_module(ENGINE), "simulate", fake_simulate)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    widget = report.reproduction_widget(seeds=1, profile="v36", fast=False)
+    profile, seeds, run, status = widget.children[0].children
+    assert status.value == ""
+    run.click()
+    assert status.value.startswith("done: 1 seed(s)")
+
+
 def test_notebook_code_path(fake_res):
     """What notebooks/01_reproduce_the_thread.ipynb calls, without executing the notebook."""
     import matplotlib
