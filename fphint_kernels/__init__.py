@@ -7,6 +7,7 @@ virtio-balloon free page hinting (VIRTIO_BALLOON_F_FREE_PAGE_HINT).
 ('completed', 0)
 """
 
+from ._version import __version__
 from .config import (
     FAULTS,
     HINT_RELEASE,
@@ -26,6 +27,7 @@ __all__ = [
     "HostProfile",
     "Scenario",
     "ScenarioError",
+    "__version__",
     "Workload",
     "available_profiles",
     "available_workloads",
@@ -33,9 +35,11 @@ __all__ = [
     "simulate_many",
     "summary",
 ]
-__version__ = "0.1.0"
 
-_SUBMODULES = ("plot", "widgets", "experiments", "calibrate", "analytic", "report", "io", "qemu")
+_SUBMODULES = (
+    "analytic", "calibrate", "experiments", "fitting", "io", "metrics", "plot", "published",
+    "qemu", "report", "units", "widgets",
+)  # fmt: skip
 
 
 def __getattr__(name):

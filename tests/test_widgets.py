@@ -234,4 +234,4 @@ def test_snapping_and_helpers():
 def test_panel_displays(panel):
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert panel.panel.layout is not None
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == panel.panel.model_id
