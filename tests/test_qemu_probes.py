@@ -1,0 +1,100 @@
+"""The harness's probes: QEMU trace parsing and per-thread CPU sampling."""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fphint_kernels.qemu import probes
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_parse_trace_of_a_hinted_migration():
+    # A real source log (QEMU 7.2, TCG, 1 GiB idle guest, hinting on), hint pops thinned out.
+    s = probes.parse_trace((DATA / "qemu-trace-hint.log").read_text())
+    assert s.found
+    # boot-time events (the guest's first config read, a pop before the migration) are dropped
+    assert s.config_read_ms.min() > 0
+    assert s.setup_done_ms == pytest.approx(5.995, abs=1e-3)
+    assert s.stop_ms == pytest.approx(117.933, abs=1e-3)
+    assert s.completed_ms == pytest.approx(255.561, abs=1e-3)
+    # START at 3 ms, STOP after the first slice, and the stop of the second pass at the switchover
+    np.testing.assert_allclose(s.command_ms, [3.056, 64.687, 117.849, 117.855], atol=1e-3)
+    assert len(s.hint_ms) > 0 and np.all(np.diff(s.hint_ms) >= 0)
+    assert s.hints_before_first_slice() >= 1
+    assert not np.any((s.hint_ms > s.setup_done_ms + 3) & (s.hint_ms < 64.0)), (
+        "while the migration thread holds the bitmap mutex no hint gets through"
+    )
+    np.testing.assert_array_equal(s.slice_pages, [11520, 5504])
+    np.testing.assert_allclose(s.slice_ms, [58, 52])
+    np.testing.assert_array_equal(s.sync_dirty_pages, [0, 21, 21])
+    assert s.threshold_pages[-1] == pytest.approx(153512768 / 4096)
+    assert s.window_bytes_per_ms[0] == 383781
+    assert s.pending_pages[0] == pytest.approx(174210, abs=1)
+
+
+def test_parse_trace_without_migration():
+    s = probes.parse_trace("qemu-system-x86_64: a warning\n123@1.5:runstate_set new_state 9\n")
+    assert not s.found
+    assert len(s.hint_ms) == 0 and s.hints_before_first_slice() == 0
+
+
+def test_trace_args_and_events_file(tmp_path):
+    f = probes.write_events_file(tmp_path / "ev")
+    assert f.read_text().split() == list(probes.TRACE_EVENTS)
+    args = probes.qemu_trace_args(f, "fphint-src")
+    assert args[:2] == ["-name", "fphint-src,debug-threads=on"]
+    assert f"events={f}" in args
+
+
+@pytest.mark.parametrize(
+    "comm, role",
+    [
+        ("CPU 0/TCG", "vcpu"),
+        ("CPU 1/KVM", "vcpu"),
+        ("live_migration", "migration"),
+        ("IO io0", "iothread"),
+        ("qemu-system-x86", "main"),
+        ("worker", "other"),
+    ],
+)
+def test_thread_role(comm, role):
+    assert probes.thread_role(comm) == role
+
+
+def test_sampler_sees_a_busy_thread():
+    # this process stands in for a QEMU: a thread named like a migration thread spins
+    stop = threading.Event()
+
+    def spin():
+        try:
+            with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as f:
+                f.write("live_migration")
+        except OSError:
+            pytest.skip("cannot name threads here")
+        while not stop.is_set():
+            pass
+
+    th = threading.Thread(target=spin)
+    with probes.ThreadSampler({"src": os.getpid()}, period_s=0.01) as sampler:
+        th.start()
+        time.sleep(0.15)
+        stop.set()
+        th.join()
+    ser = sampler.series()
+    mig = ser["cpu"][("src", "migration")]
+    assert mig[-1] > 0.02e9, "the spinning thread got at least 20 ms of CPU"
+    assert np.all(np.diff(mig) >= 0)
+    assert len(ser["time"]) == len(ser["host_busy"]) >= 3
+    assert np.nanmax(ser["host_busy"]) > 0.1
+
+
+def test_vmstat_and_host_cpu():
+    total, idle = probes.read_host_cpu()
+    assert total >= idle > 0
+    v = probes.read_vmstat()
+    assert "pgfault" in v and v["pgfault"] > 0
