@@ -98,3 +98,47 @@ def test_vmstat_and_host_cpu():
     assert total >= idle > 0
     v = probes.read_vmstat()
     assert "pgfault" in v and v["pgfault"] > 0
+
+
+def test_probe_variables_in_the_measured_dataset():
+    from fphint_kernels.qemu.measurement import PROBE_VARS, to_dataset
+    from fphint_kernels.qemu.result import RunResult
+    from fphint_kernels.qemu.runconfig import RunConfig
+
+    log = (DATA / "qemu-trace-hint.log").read_text()
+    t0 = probes.parse_trace(log).t0
+    res = RunResult(config=RunConfig(memory=1 << 30, hint=True), status="completed")
+    res.final = {"status": "completed", "total-time": 256, "downtime": 138, "ram": {}}
+    res.source_qemu_log = log
+    ms = [-20.0, 0.5, 100.0, 200.0, 300.0]
+    res.probes = {
+        "time_ms": ms,
+        # the destination's main thread busy all along, the migration thread a little
+        "cpu_ns": {"dst/main": [0, 0, 95e6, 190e6, 280e6], "src/migration": [0, 0, 5e6, 9e6, 12e6]},
+        "wait_ns": {"dst/main": [0, 0, 1e6, 2e6, 3e6], "src/migration": [0] * 5},
+        "host_busy": [None, 1.0, 1.2, 1.2, 1.1],
+        "migrate_wall_time": t0 - 0.002,
+        "vmstat": {"thp_fault_alloc": 54},
+    }
+    ds = to_dataset(res)
+    assert set(PROBE_VARS) <= set(ds.data_vars)
+    assert ds.attrs["trace_offset_ms"] == pytest.approx(2.0, abs=1e-6)
+    # event times are shifted to the migrate command
+    assert float(ds["setup-done-time"]) == pytest.approx(5.995 + 2.0, abs=1e-3)
+    assert int(ds["hints-before-first-slice"]) >= 1
+    assert float(ds["cpu-destination"]) == pytest.approx(280.0)
+    assert float(ds["cpu-migration-thread"]) == pytest.approx(12.0)
+    assert float(ds["cpu-vcpus"]) == 0.0
+    # busy CPUs x interval = 1.2*99.5 + 1.2*100 + 1.1*100 = 349.4 ms, minus the QEMUs' 292 ms
+    assert float(ds["cpu-other"]) == pytest.approx(349.4 - 292.0, abs=0.5)
+    assert ds["cpu-time"].sel(side="dst", role="main").values[-1] == pytest.approx(280.0)
+    assert '"thp_fault_alloc": 54' in ds.attrs["host_vmstat_delta"]
+
+
+def test_measured_run_without_probes_has_none_of_their_variables():
+    from fphint_kernels.qemu.measurement import PROBE_VARS, to_dataset
+    from fphint_kernels.qemu.result import RunResult
+    from fphint_kernels.qemu.runconfig import RunConfig
+
+    ds = to_dataset(RunResult(config=RunConfig(), status="failed"))
+    assert not set(PROBE_VARS) & set(ds.data_vars)

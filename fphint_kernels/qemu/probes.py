@@ -197,7 +197,9 @@ def parse_trace(text: str) -> TraceSummary:
             sync_open = ms
         elif name == "migration_bitmap_sync_end":
             f = _fields(args)
-            lists["sync"].append((ms if sync_open is None else sync_open, ms, f.get("dirty_pages", 0)))
+            lists["sync"].append(
+                (ms if sync_open is None else sync_open, ms, f.get("dirty_pages", 0))
+            )
             sync_open = None
     for ms, vq, n_in, n_out in pops:
         if hint_vq is not None and vq != hint_vq:
