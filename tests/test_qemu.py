@@ -535,3 +535,25 @@ def test_raw_result_round_trip(tmp_path):
     a, b = measurement.to_dataset(res), measurement.to_dataset(back)
     assert a.attrs["guest_trouble_counts"] == b.attrs["guest_trouble_counts"]
     assert int(a["ram-normal"]) == int(b["ram-normal"])
+
+
+def test_campaign_pairs_alternate_their_order():
+    plan = {
+        "name": "p",
+        "repeats": 3,
+        "pairs": True,
+        "runs": [
+            {"memory": "1G", "hint": "on"},
+            {"memory": "1G", "hint": "off"},
+            {"memory": "2G", "hint": "on"},
+            {"memory": "2G", "hint": "off"},
+        ],
+    }
+    runs = campaign.expand(plan)
+    keys = [(r, c.memory >> 30, c.hint) for r, c in runs]
+    assert keys[:4] == [(0, 1, True), (0, 1, False), (0, 2, True), (0, 2, False)]
+    assert keys[4:8] == [(1, 1, False), (1, 1, True), (1, 2, False), (1, 2, True)]
+    assert [k[1:] for k in keys[8:]] == [k[1:] for k in keys[:4]]  # the third repeat: A B again
+    assert [k[0] for k in keys[8:]] == [2, 2, 2, 2]
+    with pytest.raises(FphintError, match="even number"):
+        campaign.expand({**plan, "runs": plan["runs"][:3]})
