@@ -143,3 +143,27 @@ def test_measured_run_without_probes_has_none_of_their_variables():
 
     ds = to_dataset(RunResult(config=RunConfig(), status="failed"))
     assert not set(PROBE_VARS) & set(ds.data_vars)
+
+
+def test_first_touch_probe_and_reporting_counter():
+    p = probes.FirstTouchProbe(mib=8)
+    try:
+        assert p.ms_per_region > 0
+    finally:
+        p.release()
+    p.release()  # twice is harmless
+    v = probes.read_reported_kib()
+    assert v is None or v >= 0
+
+
+def test_wait_for_settled_memory(monkeypatch):
+    # a host that reports three more times, then stops
+    values = iter([10, 20, 30, 40] + [40] * 100)
+    monkeypatch.setattr(probes, "read_reported_kib", lambda: next(values))
+    waited = probes.wait_for_settled_memory(quiet_s=0.05, timeout_s=5.0, poll_s=0.01)
+    assert 0.05 <= waited < 1.0
+    monkeypatch.setattr(probes, "read_reported_kib", lambda: None)
+    assert probes.wait_for_settled_memory() == 0.0
+    counter = iter(range(10**6))
+    monkeypatch.setattr(probes, "read_reported_kib", lambda: next(counter))  # never settles
+    assert probes.wait_for_settled_memory(quiet_s=1.0, timeout_s=0.1, poll_s=0.01) >= 0.1

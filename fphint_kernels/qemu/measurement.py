@@ -347,6 +347,11 @@ def probe_variables(res: RunResult) -> tuple[dict, dict, dict]:
     attrs = {
         "trace_offset_ms": float(off),
         "host_vmstat_delta": json.dumps(pr.get("vmstat", {}), sort_keys=True),
+        # the cost of new memory on the host just before the migrate command (ms per 2 MiB
+        # huge page) and the free memory the host reported to its hypervisor during the run
+        "host_first_touch_ms_per_2m": float(pr.get("first_touch_ms_per_2m", np.nan)),
+        "host_reported_kib": -1 if pr.get("reported_kib") is None else int(pr["reported_kib"]),
+        "harness_memory_settle_s": float(res.timings.get("memory_settle_s", np.nan)),
     }
     return data, coords, attrs
 

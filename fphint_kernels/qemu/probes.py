@@ -369,3 +369,78 @@ class ThreadSampler:
             with np.errstate(invalid="ignore", divide="ignore"):
                 busy[1:] = np.where(dt > 0, (dt - di) / dt * ncpu, np.nan)
         return {"time": times, "cpu": cpu, "wait": wait, "host_busy": busy}
+
+
+# ---------------------------------------------------------------------------------------------
+# the state of the host's free memory
+
+#: Counter of the host kernel's free page reporting, where it has one (a host that is itself a
+#: VM giving free memory back to its hypervisor, as the machines this project was measured on).
+REPORTED_KIB = "/sys/module/page_reporting/parameters/reported_kib"
+
+
+def read_reported_kib() -> int | None:
+    """KiB of free memory this host has reported to its hypervisor so far, or None."""
+    try:
+        with open(REPORTED_KIB) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for_settled_memory(quiet_s: float = 3.0, timeout_s: float = 45.0, poll_s: float = 0.5):
+    """Wait until the host has stopped reporting free memory for ``quiet_s`` seconds.
+
+    Memory a process frees is cheap to take again until the host reports it to its hypervisor;
+    afterwards the first touch of each page costs a fault in the hypervisor too.  Waiting until
+    reporting settles gives every run the same state of free memory, whatever ran before it.
+
+    Returns
+    -------
+    float
+        Seconds waited (0 on a host without free page reporting).
+    """
+    last = read_reported_kib()
+    if last is None:
+        return 0.0
+    t0 = time.monotonic()
+    still = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        time.sleep(poll_s)
+        now = read_reported_kib()
+        if now != last:
+            last, still = now, time.monotonic()
+        elif time.monotonic() - still >= quiet_s:
+            break
+    return time.monotonic() - t0
+
+
+class FirstTouchProbe:
+    """Time the first touch of fresh anonymous memory in transparent huge pages.
+
+    QEMU asks for huge pages for guest RAM (``MADV_HUGEPAGE``), and the destination first
+    writes each 2 MiB of it when a normal page lands there: that costs the host a huge page
+    allocation and zeroing, and on a host that reported the memory to its own hypervisor a
+    fault there too.  The probe maps ``mib`` MiB, touches one byte per 2 MiB and keeps the
+    mapping until :meth:`release` (so that the destination does not get the pages it warmed).
+    """
+
+    REGION = 2 << 20
+
+    def __init__(self, mib: int = 32):
+        import mmap
+
+        self.size = mib << 20
+        self._map = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            self._map.madvise(mmap.MADV_HUGEPAGE)
+        t = time.perf_counter()
+        for off in range(0, self.size, self.REGION):
+            self._map[off] = 1
+        self.ms_per_region = (time.perf_counter() - t) * 1000.0 / (self.size // self.REGION)
+
+    def release(self) -> None:
+        """Give the memory back."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None

@@ -169,7 +169,9 @@ class _Migration:
 
     def migrate(self) -> None:
         """Start the destination, migrate, record the outcome and check the destination."""
-        self.say("source ready; starting destination")
+        self.say("source ready; waiting for the host's free memory to settle")
+        self.res.timings["memory_settle_s"] = probes.wait_for_settled_memory()
+        self.say("starting destination")
         self.dst = self._start("dst", incoming=True)
         time.sleep(self.cfg.settle_s)
         port = free_port()
@@ -183,12 +185,19 @@ class _Migration:
         )
         self.res.timings["params"] = self.src.qmp.execute("query-migrate-parameters")
         self.say("migrating")
-        vm0 = probes.read_vmstat()
-        with probes.ThreadSampler({"src": self.src.proc.pid, "dst": self.dst.proc.pid}) as cpu:
-            t0, t0_wall = time.monotonic(), time.time()
-            self.src.qmp.execute("migrate", uri=f"tcp:127.0.0.1:{port}")
-            info = self.poll(t0)
+        touch = probes.FirstTouchProbe()  # the cost of new memory on this host right now
+        vm0, rep0 = probes.read_vmstat(), probes.read_reported_kib()
+        try:
+            with probes.ThreadSampler({"src": self.src.proc.pid, "dst": self.dst.proc.pid}) as cpu:
+                t0, t0_wall = time.monotonic(), time.time()
+                self.src.qmp.execute("migrate", uri=f"tcp:127.0.0.1:{port}")
+                info = self.poll(t0)
+        finally:
+            touch.release()
         self.res.probes = _probe_record(cpu.series(), t0_wall, vm0, probes.read_vmstat())
+        self.res.probes["first_touch_ms_per_2m"] = round(touch.ms_per_region, 4)
+        rep1 = probes.read_reported_kib()
+        self.res.probes["reported_kib"] = None if rep0 is None else rep1 - rep0
         self.res.final = info
         self.res.timings["migrate_wall_s"] = time.monotonic() - t0
         self.judge(info, t0)
