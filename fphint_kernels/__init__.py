@@ -35,11 +35,11 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-_SUBMODULES = ("plot", "widgets", "experiments", "calibrate", "analytic", "report", "io", "qemu")
+_SUBMODULES = ("plot", "explorer", "experiments", "calibrate", "analytic", "report", "io", "qemu")
 
 
 def __getattr__(name):
-    # ``fk.plot``, ``fk.widgets``... after a plain ``import fphint_kernels as fk``, without
+    # ``fk.plot``, ``fk.explorer``... after a plain ``import fphint_kernels as fk``, without
     # importing matplotlib or ipywidgets for users who never touch them.
     if name in _SUBMODULES:
         import importlib

@@ -1,0 +1,69 @@
+"""The few helpers the explorer needs that belong to the whole package (formatting numbers,
+the relative saving of hinting, whether the kernels are compiled yet), kept in this one place
+so that the explorer's other modules import them from here only."""
+
+from __future__ import annotations
+
+import html
+import math
+
+# TODO(merge): use the shared helper (format helpers of units.py)
+from ..plot import format_bytes, format_ms
+
+__all__ = ["fmt", "format_bytes", "format_ms", "kernels_cold", "saving"]
+
+
+# TODO(merge): use the shared helper (format helpers of units.py)
+def fmt(value, kind: str) -> str:
+    """A value of the numbers table as text: ``kind`` is ``ms``, ``bytes``, ``text`` or a count.
+
+    Undefined values (None, NaN, and the engine's -1 for counts that do not apply) are ``-``.
+
+    Examples
+    --------
+    >>> fmt(350.2, "ms"), fmt(3 << 29, "bytes"), fmt(12345, "pages"), fmt(-1, "pages")
+    ('350 ms', '1.50 GiB', '12,345', '-')
+    >>> fmt(float("nan"), "ms"), fmt("<b>", "text")
+    ('-', '&lt;b&gt;')
+    """
+    if kind == "text":
+        return html.escape(str(value))
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if kind == "ms":
+        return format_ms(float(value))
+    if kind == "bytes":
+        return format_bytes(float(value))
+    if value < 0:
+        return "-"
+    return f"{int(value):,}"
+
+
+# TODO(merge): use the shared helper (the package's reduction helper)
+def saving(legacy: float, hinted: float) -> float | None:
+    """Relative saving of hinting, ``1 - hinted / legacy`` (a fraction; None when undefined:
+    a legacy value of 0, or a value that is not finite).
+
+    Examples
+    --------
+    >>> saving(legacy=200.0, hinted=50.0)
+    0.75
+    >>> saving(legacy=0, hinted=5) is None
+    True
+    """
+    if not legacy or not math.isfinite(legacy) or not math.isfinite(hinted):
+        return None
+    return 1.0 - hinted / legacy
+
+
+# TODO(merge): use the shared compile check if the package gains one
+def kernels_cold() -> bool:
+    """True while no simulation kernel has been compiled (or loaded from the cache) in this
+    process: the next simulation starts with the one-off Numba compilation.  False when the JIT
+    is disabled (``NUMBA_DISABLE_JIT=1``: nothing to compile)."""
+    from .._numba import DISPATCHERS
+
+    compiled = [getattr(d, "signatures", None) for d in DISPATCHERS]
+    if not compiled or all(s is None for s in compiled):
+        return False
+    return not any(compiled)
