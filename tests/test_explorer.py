@@ -302,7 +302,7 @@ def test_worker_errors_and_ticks():
     def job(request):
         if request == "bad":
             raise RuntimeError("boom")
-        time.sleep(0.3)
+        time.sleep(0.6)
 
     wk = worker.Worker(job, on_error=errors.append, on_tick=ticks.append, tick=0.05)
     wk.submit("bad")

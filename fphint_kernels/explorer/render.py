@@ -43,9 +43,7 @@ TIMELINE_MARKS = (
     ("border-top:2px dashed #777", "stop-and-copy: VM stopped, the rest sent"),
     ("border-radius:50%;background:#777;width:0.6em;height:0.6em", "migration complete"),
 )
-RACE_MARKS = (
-    ("height:0.8em;background:#ededed;border:1px solid #ccc", "grey band: every second round"),
-)
+RACE_MARKS = (("height:0.8em;background:#ededed;border:1px solid #ccc", "grey: rounds 2, 4, ..."),)
 
 
 def scalars(ds) -> dict:
