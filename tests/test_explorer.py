@@ -207,6 +207,7 @@ def test_runner_one_after_the_other_and_errors():
 
 
 def test_runner_parallel_when_cores_and_memory_allow(monkeypatch):
+    assert worker._available_memory() > 0 and worker._cores() >= 1
     runner = worker.Runner(simulate=lambda *a, **k: None)
     req = _request(memory="1T")
     monkeypatch.setattr(worker, "_cores", lambda: 2)

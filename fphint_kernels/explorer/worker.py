@@ -129,10 +129,15 @@ class RunCache:
 
 
 def _available_memory() -> int | None:
+    """Bytes of memory available to new allocations (``MemAvailable``), None if unknown."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not on Linux
-        return None
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not on Linux
+        pass
+    return None  # pragma: no cover - not on Linux
 
 
 def _cores() -> int:
