@@ -38,12 +38,12 @@ __all__ = [
 
 _SUBMODULES = (
     "analytic", "calibrate", "experiments", "fitting", "io", "metrics", "plot", "published",
-    "qemu", "report", "units", "widgets",
+    "qemu", "report", "units", "explorer",
 )  # fmt: skip
 
 
 def __getattr__(name):
-    # ``fk.plot``, ``fk.widgets``... after a plain ``import fphint_kernels as fk``, without
+    # ``fk.plot``, ``fk.explorer``... after a plain ``import fphint_kernels as fk``, without
     # importing matplotlib or ipywidgets for users who never touch them.
     if name in _SUBMODULES:
         import importlib

@@ -2,7 +2,7 @@
 
 Each function takes the :class:`xarray.Dataset` of one run (or a legacy and a hinting run) and
 draws on a Matplotlib ``Axes`` it is given, or on a new figure.  Nothing here simulates: the
-notebooks and :mod:`fphint_kernels.widgets` call :func:`fphint_kernels.simulate` and pass the
+notebooks and :mod:`fphint_kernels.explorer` call :func:`fphint_kernels.simulate` and pass the
 results in.  Functions that draw several panels take a ``fig`` instead of an ``ax`` so that the
 explorer can render into a ``matplotlib.figure.Figure`` off the main thread (no pyplot state).
 
@@ -889,7 +889,9 @@ def _reset_axes(ax) -> None:
     ax.set_autoscale_on(True)
 
 
-def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = True):
+def explorer_figure(
+    legacy, hinted, shown=None, fig=None, with_page_map: bool = True, annotate: bool = True
+):
     """The explorer's picture: timeline of both modes, the race and the page map of one run.
 
     Parameters
@@ -903,6 +905,10 @@ def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = 
     with_page_map : bool
         Add :func:`page_map` of ``shown`` as a bottom row (the explorer draws it as a separate
         image instead, which is faster).
+    annotate : bool
+        Titles and legends in the figure.  Without them (the explorer shows them as HTML beside
+        the image: text is most of the drawing time) the axes take the whole width; the
+        legend entries stay readable from ``ax.get_legend_handles_labels()``.
 
     Returns
     -------
@@ -916,40 +922,54 @@ def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = 
     rows = 3 if with_page_map else 2
     fig = _figure(fig, figsize=(11, 2.5 * rows))
     shown = hinted if shown is None else shown
+    layout = (rows, bool(annotate))
     axes = getattr(fig, "_fphint_explorer_axes", None)
-    if axes is not None and len(axes) == rows + 1 and all(ax.figure is fig for ax in axes):
+    if (
+        axes is not None
+        and getattr(fig, "_fphint_explorer_layout", None) == layout
+        and all(ax.figure is fig for ax in axes)
+    ):
         # drawn before: keep the axes (their spines, ticks and labels) and replace the data;
         # building the axes is a third of the drawing time the explorer pays per update
         for ax in axes:
             _reset_axes(ax)
     else:
         fig.clear()
-        # fixed margins for the fixed figure size: a layout engine would double the drawing
-        # time
+        # fixed margins for the fixed figure size (a layout engine would double the drawing
+        # time): the timeline on the left (pending over sent, one time axis), the race on the
+        # right, the page map below; the race's legend to the right of its axes
         fig.set_layout_engine("none")
         gs = fig.add_gridspec(
             rows,
             2,
-            left=0.08,
-            right=0.83,
+            left=0.07,
+            right=0.83 if annotate else 0.99,
             bottom=0.2 / rows,
-            top=1 - 0.12 / rows,
-            hspace=0.6,
-            wspace=0.25,
+            top=1 - (0.12 if annotate else 0.04) / rows,
+            hspace=0.12 if not with_page_map else 0.5,
+            wspace=0.25 if annotate else 0.16,
+            width_ratios=(3, 2),
+            height_ratios=(1, 1, 1.2)[:rows],
         )
-        axes = [fig.add_subplot(gs[0, :]), fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[1, 1])]
+        ax_p = fig.add_subplot(gs[0, 0])
+        ax_b = fig.add_subplot(gs[1, 0], sharex=ax_p)
+        ax_p.tick_params(labelbottom=False)
+        axes = [ax_p, ax_b, fig.add_subplot(gs[0:2, 1])]
         if with_page_map:
             axes.append(fig.add_subplot(gs[2, :]))
         fig._fphint_explorer_axes = axes
+        fig._fphint_explorer_layout = layout
     ax_p, ax_b, ax_r = axes[:3]
     timeline(legacy, hinted, axes=(ax_p, ax_b))
-    ax_p.set_title("pending pages (top) and bytes sent (left); dotted: syncs; dashed: VM stopped")
-    ax_p.set_xlabel(ax_b.get_xlabel())
-    ax_b.set_title("")
-    ax_p.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     race(shown, ax=ax_r, legend=False)
-    ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
-    ax_r.set_title(f"the race, {_label(shown, 'run')}")
+    if annotate:
+        ax_p.set_title("over time (dotted: bitmap syncs; dashed: VM stopped)")
+        ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
+        ax_r.set_title(f"the race, {_label(shown, 'run')}")
+    else:
+        ax_p.get_legend().remove()
+        ax_p.set_title("")
+        ax_r.set_title("")
     # fewer ticks: tick labels are most of the drawing time, which the explorer pays per update
     for ax in (ax_p, ax_b, ax_r):
         ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
