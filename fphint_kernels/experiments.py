@@ -32,6 +32,7 @@ import xarray as xr
 
 from .config import HostProfile, Scenario, Workload, available_profiles, data_dir
 from .errors import FphintError
+from .kernels.layout import PAGE_SIZE
 from .units import parse_size
 
 __all__ = [
@@ -586,7 +587,7 @@ def build_time_table(res: xr.Dataset) -> list[dict]:
             "predicted-diff-s": _num(diff, 4),
             "predicted-hint-s": _num(pred_hint, 2),
             "error-pct": _num(_pct(pred_hint, pub[0]), 2),
-            "held-max-gib": _num(held[ci, 0] * 4096 / 2**30, 2),
+            "held-max-gib": _num(held[ci, 0] * PAGE_SIZE / 2**30, 2),
         })  # fmt: skip
     return out
 

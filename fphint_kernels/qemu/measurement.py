@@ -20,11 +20,9 @@ import numpy as np
 import xarray as xr
 
 from ..errors import FphintError
+from ..kernels.layout import PAGE_SIZE
 from ..variables import SPECS
 from .runner import RunConfig, RunResult
-
-PAGE = 4096
-
 
 HARNESS_VERSION = 2  # 2: destination check waits for "running", touch 0.3 (1: 0.5)
 
@@ -151,7 +149,7 @@ def to_dataset(res: RunResult, *, run: int = 0, campaign: str = "") -> xr.Datase
 
     remaining = col(("ram", "remaining"))
     data["transferred"] = _var("transferred", col(("ram", "transferred")), dims=("time",))
-    data["pending"] = _var("pending", remaining / PAGE, dims=("time",))
+    data["pending"] = _var("pending", remaining / PAGE_SIZE, dims=("time",))
     data["qmp-duplicate"] = _var(
         "qmp-duplicate", col(("ram", "duplicate")), ("time",), "pages", "zero pages sent so far"
     )
