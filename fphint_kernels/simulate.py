@@ -18,7 +18,7 @@ from .kernels import layout as S
 from .kernels.bitmap import popcount, words_for
 from .kernels.buddy import buddy_add_range, new_buddy
 from .kernels.engine import run, start
-from .kernels.layout import PAGE_SIZE, Bitmaps, Guest, HintChannel, Procs, Recorders
+from .kernels.layout import PAGE_SIZE, Guest, HintChannel, Recorders, Workload
 from .kernels.lost_check import count_lost
 from .kernels.rng import seed_streams
 from .kernels.workload import workload_init
@@ -149,10 +149,10 @@ class _Run:
         s["host_cmd"] = S.CMD_ID_MIN - 1
         s["guest_start_at"] = -1.0
         nw = words_for(n)
-        bm = Bitmaps(*(np.zeros(nw, dtype=np.uint64) for _ in Bitmaps._fields))
-        bm.bmap[:] = np.uint64(0xFFFFFFFFFFFFFFFF)  # migration bitmap: all ones at setup
+        bm = np.zeros((S.N_BM, nw), dtype=np.uint64)
+        bm[S.BM_BMAP] = np.uint64(0xFFFFFFFFFFFFFFFF)  # migration bitmap: all ones at setup
         if n & 63:
-            bm.bmap[-1] = np.uint64((1 << (n & 63)) - 1)
+            bm[S.BM_BMAP, -1] = np.uint64((1 << (n & 63)) - 1)
         s["pending"] = n
         buddy = new_buddy(n)
         buddy_add_range(s, buddy, s["reserved_low"], s["memmap_start"])
@@ -160,23 +160,23 @@ class _Run:
         s["wmark_min"], s["wmark_low"], s["wmark_high"] = wmin, wlow, whigh
         jobs = int(prm["jobs"])
         self.guest = Guest(
-            buddy=buddy,
+            **buddy._asdict(),
             bm=bm,
             ver_src=np.zeros(n, dtype=np.uint32),
             ver_dst=np.zeros(n, dtype=np.uint32),
             held_blocks=np.zeros((n >> S.HINT_ORDER) + 1, dtype=np.int64),
             pc_ring=np.zeros(max(1, n >> int(prm["pc_order"])), dtype=np.int32),
+        )
+        self.workload = Workload(
             base_pool=np.zeros(lay["base"], dtype=np.int32),
             dl_pool=np.zeros(lay["dirty_loop"], dtype=np.int32),
-            procs=Procs(
-                age=np.zeros(jobs),
-                life=np.zeros(jobs),
-                target=np.zeros(jobs, dtype=np.int64),
-                nblk=np.zeros(jobs, dtype=np.int64),
-                acc=np.zeros(jobs),
-                pool=np.zeros((jobs, lay["rss_cap"] if jobs else 1), dtype=np.int32),
-            ),
             rngs=seed_streams(scenario.seed, 2),
+            job_age=np.zeros(jobs),
+            job_life=np.zeros(jobs),
+            job_target=np.zeros(jobs, dtype=np.int64),
+            job_nblk=np.zeros(jobs, dtype=np.int64),
+            job_acc=np.zeros(jobs),
+            job_pool=np.zeros((jobs, lay["rss_cap"] if jobs else 1), dtype=np.int32),
         )
         self.hints = HintChannel(
             kind=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
@@ -196,31 +196,21 @@ class _Run:
         )
         # scratch for the touched blocks: taken largest first, so about one row per 4 MiB
         tmp = np.zeros(((lay["touched"] >> S.MAX_ORDER) + 4096, 2), dtype=np.int64)
-        workload_init(s, prm, self.guest, lay["touched"], lay["pagecache"], tmp)
-        self.zero_at_start = n - popcount(bm.nonzero)
+        workload_init(s, prm, self.guest, self.workload, lay["touched"], lay["pagecache"], tmp)
+        self.zero_at_start = n - popcount(bm[S.BM_NONZERO])
         self.free_at_start = int(s["nr_free_pages"])
         if s["status"] == S.RUNNING:
             start(s, prm)
 
     def state_bytes(self) -> int:
         """Bytes of per-page engine state (the arrays that grow with the guest)."""
-        g = self.guest
-        arrays = [
-            g.ver_src,
-            g.ver_dst,
-            *g.buddy,
-            *g.bm,
-            g.held_blocks,
-            g.pc_ring,
-            self.rec.pm_free,
-        ]
-        return int(sum(a.nbytes for a in arrays))
+        return int(sum(a.nbytes for a in self.guest)) + self.rec.pm_free.nbytes
 
     def advance(self, stop_at: float) -> None:
         s = self.st[0]
         if s["status"] != S.RUNNING:
             return
-        run(s, self.prm[0], self.guest, self.hints, self.rec, float(stop_at))
+        run(s, self.prm[0], self.guest, self.workload, self.hints, self.rec, float(stop_at))
 
     @property
     def running(self) -> bool:

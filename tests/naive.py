@@ -911,7 +911,6 @@ class NaiveMigration:
         return lost, stale_free
 
     def results(self) -> dict:
-        p = self.p
         completed = self.status == "completed"
         nan = float("nan")
         lost, stale_free = self.count_lost() if completed else (-1, -1)

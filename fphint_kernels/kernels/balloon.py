@@ -28,6 +28,9 @@ from .._numba import jit
 from .bitmap import clear_range, set_range
 from .buddy import buddy_alloc
 from .layout import (
+    BM_BMAP,
+    BM_HELD,
+    BM_SKIP,
     CMD_ID_STOP,
     F_OUTSIDE_START,
     F_STALE_AFTER_SYNC,
@@ -62,16 +65,16 @@ def q_push(st, hc, kind, pfn, cmd, ready):
 
 
 @jit
-def apply_hint(st, bm, pfn):
+def apply_hint(st, g, pfn):
     """``qemu_guest_free_page_hint``: clear the block's pending bits (migration must be active)."""
     if st["status"] != RUNNING or st["vm_running"] == 0:
         return
-    cleared = clear_range(bm.bmap, pfn, np.int64(HINT_PAGES))
+    cleared = clear_range(g.bm[BM_BMAP], pfn, np.int64(HINT_PAGES))
     st["pending"] -= cleared
     st["skipped"] += cleared
     st["r_skipped"] += cleared
     st["hinted"] += HINT_PAGES
-    set_range(bm.skip, pfn, np.int64(HINT_PAGES))
+    set_range(g.bm[BM_SKIP], pfn, np.int64(HINT_PAGES))
 
 
 @jit
@@ -125,10 +128,10 @@ def host_free_page_stop(st, prm, g, hc):
 
 
 @jit
-def host_after_sync_faults(st, bm, hc):
+def host_after_sync_faults(st, g, hc):
     """Fault only: apply the blocks kept over the sync (a stale hint after a sync)."""
     for i in range(st["stale_n"]):
-        apply_hint(st, bm, hc.stale[i])
+        apply_hint(st, g, hc.stale[i])
     st["stale_n"] = 0
 
 
@@ -167,14 +170,14 @@ def guest_hint_step(st, prm, g, hc, now, dt):
             st["hint_budget"] = 0.0  # ring full: the worker spins until the host catches up
             return
         # get_free_page_and_send: no reclaim, fails at the low watermark
-        if g.buddy.nr_free[HINT_ORDER] == 0 or st["nr_free_pages"] - HINT_PAGES < st["wmark_low"]:
+        if g.nr_free[HINT_ORDER] == 0 or st["nr_free_pages"] - HINT_PAGES < st["wmark_low"]:
             guest_end_pass(st, prm, g, hc, now)
             return
-        pfn = buddy_alloc(st, g.buddy, np.int64(HINT_ORDER))
+        pfn = buddy_alloc(st, g, np.int64(HINT_ORDER))
         if prm["init_on_alloc"]:
             block_write(st, g, pfn, np.int64(HINT_ORDER), np.int64(1))
             st["zero_cpu_ns"] += HINT_PAGES * prm["zero_fill_ns"]
-        set_range(g.bm.held, pfn, np.int64(HINT_PAGES))
+        set_range(g.bm[BM_HELD], pfn, np.int64(HINT_PAGES))
         g.held_blocks[st["held_n"]] = pfn
         st["held_n"] += 1
         st["held_pages"] += HINT_PAGES
@@ -188,7 +191,7 @@ def guest_hint_step(st, prm, g, hc, now, dt):
 
 
 @jit
-def host_hint_step(st, prm, bm, hc, now):
+def host_hint_step(st, prm, g, hc, now):
     """The iothread handles the queued elements that are due by ``now``."""
     while st["q_count"] > 0:
         i = st["q_head"]
@@ -204,4 +207,4 @@ def host_hint_step(st, prm, bm, hc, now):
             if st["host_status"] == S_START:
                 st["host_status"] = S_STOP
         elif st["host_status"] == S_START or (prm["faults"] & F_OUTSIDE_START):
-            apply_hint(st, bm, hc.pfn[i])
+            apply_hint(st, g, hc.pfn[i])

@@ -11,7 +11,8 @@ takes the list head; after boot, ``memblock`` frees memory in ascending order an
 block is added at the head, so the head is the highest block and the two agree until the
 workload's frees reorder the lists.
 
-State: the :class:`~.layout.Buddy` bundle ``bd``; ``st["nr_free_pages"]`` counts free pages.
+State: ``bd``, any bundle with the fields of :class:`~.layout.Buddy` (a ``Buddy``, or the
+:class:`~.layout.Guest`); ``st["nr_free_pages"]`` counts free pages.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def start(st, prm):
 
 
 @jit
-def run(st, prm, g, hc, rec, stop_at):
+def run(st, prm, g, wl, hc, rec, stop_at):
     """Run the migration from where ``st`` stands to completion, the time cap, or ``stop_at``
     (ms; the caller may call again to resume, e.g. to draw a progress bar)."""
     dt = prm["step_ms"]
@@ -43,20 +43,20 @@ def run(st, prm, g, hc, rec, stop_at):
         now = st["now"]
         step_end = now + dt
         if st["logging"] == 0 and now >= st["log_start_at"]:
-            dirty_log_start(st, g.bm)
+            dirty_log_start(st, g)
         if st["vm_running"]:
             eff = dt * (1.0 - st["throttle"]) * prm["cpu_speed"] * prm["intensity"]
-            workload_step(st, prm, g, eff)
+            workload_step(st, prm, g, wl, eff)
             if st["status"] != RUNNING:
                 st["end_time"] = step_end
                 break
             if prm["hint"]:
                 guest_hint_step(st, prm, g, hc, now, dt)
         if prm["hint"]:
-            host_hint_step(st, prm, g.bm, hc, step_end)
+            host_hint_step(st, prm, g, hc, step_end)
         if st["setup_done"] == 0 and st["sender_time"] <= step_end:
             # ram_save_setup's sync #1 (the bitmap is all ones: it adds nothing)
-            bitmap_sync(st, prm, g.bm)
+            bitmap_sync(st, prm, g)
             st["setup_done"] = 1
             st["setup_time"] = setup_end
             st["round"] = 1
@@ -67,7 +67,8 @@ def run(st, prm, g, hc, rec, stop_at):
                 host_free_page_start(st, prm, setup_end)
         if st["setup_done"]:
             sender_run(st, prm, g, hc, rec, step_end)
-        record_trace(st, prm, rec, step_end)
+        if st["next_trace"] <= step_end:
+            record_trace(st, prm, rec, step_end)
         st["now"] = step_end
         if st["status"] != RUNNING:
             break

@@ -5,10 +5,16 @@ status, virtqueue element kinds, release policies, faults), the columns of the r
 scalar state and parameter records, and the named bundles of arrays the kernels pass around.
 
 Per-page state lives in arrays (bitmaps, versions, buddy orders), grouped in named tuples
-(:class:`Guest`, :class:`HintChannel`, :class:`Recorders`) that Numba compiles as tuples and that
-stay plain named tuples with ``NUMBA_DISABLE_JIT=1``.  Every scalar lives in one NumPy structured
-record so kernels can pass it around by reference (``st["pending"] += 1`` works compiled and
-interpreted).  Field names follow QEMU and Linux where they exist.
+(:class:`Guest`, :class:`Workload`, :class:`HintChannel`, :class:`Recorders`) that Numba compiles
+as tuples and that stay plain named tuples with ``NUMBA_DISABLE_JIT=1``.  Every scalar lives in
+one NumPy structured record so kernels can pass it around by reference (``st["pending"] += 1``
+works compiled and interpreted).  Field names follow QEMU and Linux where they exist.
+
+The bundles are flat and hold few arrays on purpose: a compiled call counts a reference to
+every array it passes (an atomic add and subtract each), and taking a bundle out of a bundle
+costs as much again, so the kernels that run millions of times per migration (allocate, free,
+write a block) pay for every array of the bundle they get.  Hence the seven per-page bitmaps
+are the rows of one array, and the guest is one bundle rather than a bundle of bundles.
 
 This module imports NumPy only, so the Python layer can take its constants from here.
 """
@@ -106,6 +112,25 @@ PM_SENT = PAGE_STATES.index("sent")
 PM_SKIPPED = PAGE_STATES.index("skipped")
 PM_DIRTY = PAGE_STATES.index("dirty")
 N_PM = len(PAGE_STATES)
+
+# ---- per-page bitmaps: the rows of Guest.bm, one bit per page each (:mod:`.bitmap`) -------
+BITMAPS = (
+    "bmap",  # QEMU's migration bitmap: the page is pending
+    "dlog",  # KVM's dirty log
+    "unarmed",  # written since write protection was (re-)armed: no fault, no log
+    "nonzero",  # the page's content is not all zeros
+    "held",  # held by the balloon driver
+    "sent",  # sent in the current round (page map)
+    "skip",  # skipped by a hint in the current round (page map)
+)
+BM_BMAP = BITMAPS.index("bmap")
+BM_DLOG = BITMAPS.index("dlog")
+BM_UNARMED = BITMAPS.index("unarmed")
+BM_NONZERO = BITMAPS.index("nonzero")
+BM_HELD = BITMAPS.index("held")
+BM_SENT = BITMAPS.index("sent")
+BM_SKIP = BITMAPS.index("skip")
+N_BM = len(BITMAPS)
 
 # ---- scalar records ------------------------------------------------------------------------
 STATE_DTYPE = np.dtype(
@@ -252,7 +277,11 @@ def new_params() -> np.ndarray:
 
 
 class Buddy(NamedTuple):
-    """The buddy allocator (:mod:`.buddy`); ``st["nr_free_pages"]`` counts its free pages."""
+    """The buddy allocator (:mod:`.buddy`); ``st["nr_free_pages"]`` counts its free pages.
+
+    The buddy kernels take any bundle with these fields: a ``Buddy`` of its own, or the
+    :class:`Guest`, whose first fields they are.
+    """
 
     free_order: np.ndarray  #: int8[p]: order of the free block headed at pfn, -1 otherwise
     freemap: np.ndarray  #: uint64[...]: one bitmap per order, order k from word fm_off[k]
@@ -261,42 +290,37 @@ class Buddy(NamedTuple):
     nr_free: np.ndarray  #: int64[MAX_ORDER + 1]: free blocks per order
 
 
-class Bitmaps(NamedTuple):
-    """The per-page bitmaps (uint64[w] each, :mod:`.bitmap`)."""
-
-    bmap: np.ndarray  #: QEMU's migration bitmap: the page is pending
-    dlog: np.ndarray  #: KVM's dirty log
-    unarmed: np.ndarray  #: written since write protection was (re-)armed: no fault, no log
-    nonzero: np.ndarray  #: the page's content is not all zeros
-    held: np.ndarray  #: held by the balloon driver
-    sent: np.ndarray  #: sent in the current round (page map)
-    skip: np.ndarray  #: skipped by a hint in the current round (page map)
-
-
-class Procs(NamedTuple):
-    """The workload's compiler jobs (j = jobs)."""
-
-    age: np.ndarray  #: float64[j], workload ms
-    life: np.ndarray  #: float64[j], workload ms
-    target: np.ndarray  #: int64[j]: blocks at peak RSS (0: not started)
-    nblk: np.ndarray  #: int64[j]: blocks allocated
-    acc: np.ndarray  #: float64[j]: fractional blocks to allocate
-    pool: np.ndarray  #: int32[j, blocks]: pfns of each job's blocks
-
-
 class Guest(NamedTuple):
-    """The migrated VM's pages and the guest kernel's memory state."""
+    """The guest's memory: its pages and what the guest kernel keeps about them."""
 
-    buddy: Buddy
-    bm: Bitmaps
+    # the buddy allocator (the fields of Buddy, in its order)
+    free_order: np.ndarray  #: int8[p]: order of the free block headed at pfn, -1 otherwise
+    freemap: np.ndarray  #: uint64[...]: one bitmap per order, order k from word fm_off[k]
+    fm_off: np.ndarray  #: int64[MAX_ORDER + 2]: first word of each order's bitmap
+    fm_top: np.ndarray  #: int64[MAX_ORDER + 1]: highest word of each order that may be non-zero
+    nr_free: np.ndarray  #: int64[MAX_ORDER + 1]: free blocks per order
+    # the per-page bitmaps
+    bm: np.ndarray  #: uint64[N_BM, w]: one row per bitmap (BM_* above)
+    # per-page content versions (the nothing-lost check compares them)
     ver_src: np.ndarray  #: uint32[p]: version of each page's content in the guest
     ver_dst: np.ndarray  #: uint32[p]: version the destination received
+    # lists of blocks
     held_blocks: np.ndarray  #: int64[p >> HINT_ORDER]: blocks the balloon driver holds (a stack)
     pc_ring: np.ndarray  #: int32[...]: page-cache blocks, oldest first (a ring)
+
+
+class Workload(NamedTuple):
+    """The guest's programs (:mod:`.workload`; j = compiler jobs)."""
+
     base_pool: np.ndarray  #: int32[...]: pages of base memory
     dl_pool: np.ndarray  #: int32[...]: pages of the dirty-loop buffer
-    procs: Procs
     rngs: np.ndarray  #: int64[2, 6]: MRG32k3a streams: 0 the workload, 1 the initial state
+    job_age: np.ndarray  #: float64[j], workload ms
+    job_life: np.ndarray  #: float64[j], workload ms
+    job_target: np.ndarray  #: int64[j]: blocks at peak RSS (0: not started)
+    job_nblk: np.ndarray  #: int64[j]: blocks allocated
+    job_acc: np.ndarray  #: float64[j]: fractional blocks to allocate
+    job_pool: np.ndarray  #: int32[j, blocks]: pfns of each job's blocks
 
 
 class HintChannel(NamedTuple):

@@ -6,7 +6,7 @@ import numpy as np
 
 from .._numba import jit
 from .bitmap import ONE
-from .layout import MAX_ORDER
+from .layout import BM_HELD, MAX_ORDER
 
 
 @jit
@@ -38,7 +38,7 @@ def count_lost(st, prm, g):
     """
     ver_src = g.ver_src
     ver_dst = g.ver_dst
-    held = g.bm.held
+    held = g.bm[BM_HELD]
     poison = prm["poison"]
     n = st["n"]
     lost = 0
@@ -55,7 +55,7 @@ def count_lost(st, prm, g):
             relied = True
             if (held[p >> 6] >> np.uint64(p & 63)) & ONE:
                 relied = False
-            elif poison == 0 and page_is_free(g.buddy, n, p):
+            elif poison == 0 and page_is_free(g, n, p):
                 relied = False
             if relied:
                 lost += 1

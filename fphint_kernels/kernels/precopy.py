@@ -38,6 +38,12 @@ from .balloon import (
 )
 from .bitmap import ALL, ONE, ZERO, or_merge, popcount64
 from .layout import (
+    BM_BMAP,
+    BM_DLOG,
+    BM_NONZERO,
+    BM_SENT,
+    BM_SKIP,
+    BM_UNARMED,
     BUFFER_DELAY,
     COMPLETED,
     F_NO_REARM,
@@ -52,24 +58,24 @@ from .recorders import page_map_snapshot, record_round
 
 
 @jit
-def dirty_log_start(st, bm):
+def dirty_log_start(st, g):
     """``memory_global_dirty_log_start``: write-protect every page."""
-    unarmed = bm.unarmed
+    unarmed = g.bm[BM_UNARMED]
     for w in range(unarmed.shape[0]):
         unarmed[w] = ZERO
     st["logging"] = 1
 
 
 @jit
-def bitmap_sync(st, prm, bm):
+def bitmap_sync(st, prm, g):
     """``migration_bitmap_sync``: OR the dirty log into the migration bitmap and re-arm.
 
     Returns the number of pages newly set in the migration bitmap.
     """
     st["sync_count"] += 1
-    bmap = bm.bmap
-    dlog = bm.dlog
-    unarmed = bm.unarmed
+    bmap = g.bm[BM_BMAP]
+    dlog = g.bm[BM_DLOG]
+    unarmed = g.bm[BM_UNARMED]
     newly = or_merge(bmap, dlog)
     rearm = (prm["faults"] & F_NO_REARM) == 0
     for w in range(dlog.shape[0]):
@@ -104,7 +110,7 @@ def auto_converge_check(st, prm, t):
 
 
 @jit
-def close_round(st, bm, rec, newly, t):
+def close_round(st, g, rec, newly, t):
     """A round ends at ``t`` (after a sync that found ``newly`` dirty pages): record it, start
     the next one."""
     record_round(st, rec, newly, t)
@@ -114,8 +120,8 @@ def close_round(st, bm, rec, newly, t):
     st["r_skipped"] = 0
     st["round_start"] = t
     st["round"] += 1
-    sent = bm.sent
-    skip = bm.skip
+    sent = g.bm[BM_SENT]
+    skip = g.bm[BM_SKIP]
     for w in range(sent.shape[0]):
         sent[w] = ZERO
         skip[w] = ZERO
@@ -138,9 +144,9 @@ def send_pages(st, prm, g, until, window_budget, check_slice):
         0: clock reached ``until``; 1: slice over; 2: nothing pending.
     """
     n = st["n"]
-    bmap = g.bm.bmap
-    nonzero = g.bm.nonzero
-    sent = g.bm.sent
+    bmap = g.bm[BM_BMAP]
+    nonzero = g.bm[BM_NONZERO]
+    sent = g.bm[BM_SENT]
     ver_src = g.ver_src
     ver_dst = g.ver_dst
     nw = bmap.shape[0]
@@ -288,13 +294,13 @@ def sync_point(st, prm, g, hc, rec, last):
     if prm["hint"]:
         host_free_page_stop(st, prm, g, hc)
     page_map_snapshot(st, g, rec)
-    newly = bitmap_sync(st, prm, g.bm)
+    newly = bitmap_sync(st, prm, g)
     st["sender_time"] += prm["t_sync"]
     t = st["sender_time"]
     auto_converge_check(st, prm, t)
-    close_round(st, g.bm, rec, newly, t)
+    close_round(st, g, rec, newly, t)
     if prm["hint"]:
-        host_after_sync_faults(st, g.bm, hc)
+        host_after_sync_faults(st, g, hc)
         if last:
             host_free_page_done(st)
         else:
@@ -315,7 +321,7 @@ def migration_completion(st, prm, g, hc, rec):
     st["r_bytes"] += SLICE_OVERHEAD
     st["sender_time"] += prm["t_switchover"]
     st["end_time"] = st["sender_time"]
-    close_round(st, g.bm, rec, np.int64(0), st["end_time"])
+    close_round(st, g, rec, np.int64(0), st["end_time"])
     st["status"] = COMPLETED
 
 

@@ -10,6 +10,10 @@ from .._numba import jit
 from .bitmap import test_bit
 from .buddy import free_page_bitmap
 from .layout import (
+    BM_DLOG,
+    BM_HELD,
+    BM_SENT,
+    BM_SKIP,
     PM_DIRTY,
     PM_FREE,
     PM_HELD,
@@ -84,23 +88,26 @@ def page_map_snapshot(st, g, rec):
         return
     n = st["n"]
     bins = pm.shape[1]
-    bm = g.bm
     pm_free = rec.pm_free
-    free_page_bitmap(g.buddy.free_order, pm_free)
+    free_page_bitmap(g.free_order, pm_free)
+    held_bm = g.bm[BM_HELD]
+    sent_bm = g.bm[BM_SENT]
+    skip_bm = g.bm[BM_SKIP]
+    dlog_bm = g.bm[BM_DLOG]
     for p in range(n):
         b = p * bins // n
         free = test_bit(pm_free, p)
-        held = test_bit(bm.held, p)
+        held = test_bit(held_bm, p)
         if free:
             pm[r, b, PM_FREE] += 1
         elif held:
             pm[r, b, PM_HELD] += 1
         else:
             pm[r, b, PM_USED] += 1
-        if test_bit(bm.sent, p):
+        if test_bit(sent_bm, p):
             pm[r, b, PM_SENT] += 1
-        if test_bit(bm.skip, p):
+        if test_bit(skip_bm, p):
             pm[r, b, PM_SKIPPED] += 1
-        if test_bit(bm.dlog, p):
+        if test_bit(dlog_bm, p):
             pm[r, b, PM_DIRTY] += 1
     st["n_map"] += 1

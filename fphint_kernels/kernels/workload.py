@@ -7,7 +7,8 @@ in the dirty log and costs the guest a write fault (``kvm_mmu_page_fault`` ->
 below the low watermark the guest reclaims (the balloon shrinker first when it may give hinted
 blocks back, then the oldest page cache), below the min watermark the allocation fails.
 
-State: ``st`` and ``prm`` (:mod:`.layout` records) and the :class:`~.layout.Guest` bundle ``g``.
+State: ``st`` and ``prm`` (:mod:`.layout` records), the bundles ``g`` (:class:`~.layout.Guest`,
+the guest's memory) and ``wl`` (:class:`~.layout.Workload`, its programs).
 """
 
 from __future__ import annotations
@@ -19,23 +20,33 @@ import numpy as np
 from .._numba import jit
 from .bitmap import ONE, ZERO, clear_bit, clear_range, set_bit
 from .buddy import buddy_alloc, buddy_free
-from .layout import FAIL_OOM, FAILED, HINT_ORDER, HINT_PAGES, MAX_ORDER, REL_SHRINKER
+from .layout import (
+    BM_DLOG,
+    BM_HELD,
+    BM_NONZERO,
+    BM_UNARMED,
+    FAIL_OOM,
+    FAILED,
+    HINT_ORDER,
+    HINT_PAGES,
+    MAX_ORDER,
+    REL_SHRINKER,
+)
 from .rng import rng_below, rng_exponential, rng_normal, rng_poisson, rng_uniform
 
 
-@jit
+@jit(inline="always")
 def page_write(st, g, p, zero):
     """The guest writes page ``p`` (``zero``: it writes zeros, e.g. ``clear_page``)."""
-    bm = g.bm
     g.ver_src[p] += 1
     if zero:
-        clear_bit(bm.nonzero, p)
+        clear_bit(g.bm[BM_NONZERO], p)
     else:
-        set_bit(bm.nonzero, p)
+        set_bit(g.bm[BM_NONZERO], p)
     if st["logging"]:
-        if set_bit(bm.unarmed, p):
+        if set_bit(g.bm[BM_UNARMED], p):
             st["write_faults"] += 1
-            if set_bit(bm.dlog, p):
+            if set_bit(g.bm[BM_DLOG], p):
                 st["dlog_count"] += 1
 
 
@@ -43,9 +54,9 @@ def page_write(st, g, p, zero):
 def block_write(st, g, pfn, k, zero):
     """The guest writes every page of the block (pfn, k): ``page_write`` in one loop."""
     ver_src = g.ver_src
-    nonzero = g.bm.nonzero
-    unarmed = g.bm.unarmed
-    dlog = g.bm.dlog
+    nonzero = g.bm[BM_NONZERO]
+    unarmed = g.bm[BM_UNARMED]
+    dlog = g.bm[BM_DLOG]
     logging = st["logging"]
     faults = 0
     logged = 0
@@ -72,7 +83,7 @@ def guest_free(st, prm, g, pfn, k):
     """Free a block; with page poisoning the freed pages are overwritten first."""
     if prm["poison"] != 0:
         block_write(st, g, pfn, k, np.int64(prm["poison"] == 1))
-    buddy_free(st, g.buddy, pfn, k)
+    buddy_free(st, g, pfn, k)
 
 
 @jit
@@ -80,7 +91,7 @@ def release_held_block(st, prm, g):
     """The balloon driver gives its most recently hinted block back (``return_free_pages_to_mm``)."""
     st["held_n"] -= 1
     pfn = g.held_blocks[st["held_n"]]
-    clear_range(g.bm.held, pfn, np.int64(HINT_PAGES))
+    clear_range(g.bm[BM_HELD], pfn, np.int64(HINT_PAGES))
     st["held_pages"] -= HINT_PAGES
     guest_free(st, prm, g, pfn, np.int64(HINT_ORDER))
 
@@ -108,7 +119,7 @@ def guest_alloc(st, prm, g, k):
         reclaim(st, prm, g, st["wmark_high"] + need)
     pfn = -1
     if st["nr_free_pages"] - need >= st["wmark_min"]:
-        pfn = buddy_alloc(st, g.buddy, k)
+        pfn = buddy_alloc(st, g, k)
     if pfn < 0:
         st["status"] = FAILED
         st["failure"] = FAIL_OOM
@@ -137,84 +148,89 @@ def pagecache_add(st, prm, g):
 
 
 @jit
-def proc_spawn(prm, procs, rng, j):
+def proc_spawn(prm, wl, rng, j):
     """Start compiler job j: lognormal peak RSS, exponential lifetime (in workload ms)."""
     rss = math.exp(prm["rss_mu"] + prm["rss_sigma"] * rng_normal(rng))
     blocks = int(rss) >> prm["anon_order"]
     if blocks < 1:
         blocks = 1
-    cap = procs.pool.shape[1]
+    cap = wl.job_pool.shape[1]
     if blocks > cap:
         blocks = cap
-    procs.target[j] = blocks
-    procs.life[j] = max(20.0, rng_exponential(rng, prm["life_ms"]))
-    procs.age[j] = 0.0
-    procs.nblk[j] = 0
-    procs.acc[j] = 0.0
+    wl.job_target[j] = blocks
+    wl.job_life[j] = max(20.0, rng_exponential(rng, prm["life_ms"]))
+    wl.job_age[j] = 0.0
+    wl.job_nblk[j] = 0
+    wl.job_acc[j] = 0.0
 
 
 @jit
-def proc_grow(st, prm, g, j, nblocks):
+def proc_grow(st, prm, g, wl, j, nblocks):
     """Job j allocates up to ``nblocks`` more anonymous blocks (not past its peak RSS)."""
-    procs = g.procs
+    nblk = wl.job_nblk
     k = prm["anon_order"]
     for _ in range(nblocks):
-        if procs.nblk[j] >= procs.target[j]:
+        if nblk[j] >= wl.job_target[j]:
             return
         pfn = guest_alloc(st, prm, g, k)
         if pfn < 0:
             return
         block_write(st, g, pfn, k, np.int64(0))
-        procs.pool[j, procs.nblk[j]] = pfn
-        procs.nblk[j] += 1
+        wl.job_pool[j, nblk[j]] = pfn
+        nblk[j] += 1
 
 
 @jit
-def proc_exit(st, prm, g, j):
+def proc_exit(st, prm, g, wl, j):
     """Job j exits: its blocks go back to the allocator."""
-    procs = g.procs
+    pool = wl.job_pool
     k = prm["anon_order"]
-    for i in range(procs.nblk[j]):
-        guest_free(st, prm, g, np.int64(procs.pool[j, i]), k)
-    procs.nblk[j] = 0
+    for i in range(wl.job_nblk[j]):
+        guest_free(st, prm, g, np.int64(pool[j, i]), k)
+    wl.job_nblk[j] = 0
 
 
 @jit
-def workload_step(st, prm, g, dt):
+def workload_step(st, prm, g, wl, dt):
     """Advance the guest workload by ``dt`` ms of its own time (already scaled by throttle,
     testbed speed and intensity)."""
     if dt <= 0.0:
         return
-    rng = g.rngs[0]
+    rng = wl.rngs[0]
     # kernel and daemons: Poisson writes into a small hot set of base memory
     if st["base_n"] > 0:
-        base_pool = g.base_pool
+        base_pool = wl.base_pool
         hot = min(prm["bg_hot"], st["base_n"])
         m = rng_poisson(rng, prm["bg_rate"] * dt)
         for _ in range(m):
             page_write(st, g, np.int64(base_pool[rng_below(rng, hot)]), np.int64(0))
     # compiler jobs
-    procs = g.procs
+    target = wl.job_target
+    life = wl.job_life
+    acc = wl.job_acc
+    age = wl.job_age
+    nblk = wl.job_nblk
+    pool = wl.job_pool
     k = prm["anon_order"]
     for j in range(prm["jobs"]):
-        if procs.target[j] == 0:
-            proc_spawn(prm, procs, rng, j)
-        rate = procs.target[j] / max(1.0, procs.life[j] * prm["alloc_frac"])
-        procs.acc[j] += rate * dt
-        n = int(procs.acc[j])
-        procs.acc[j] -= n
-        proc_grow(st, prm, g, j, n)
+        if target[j] == 0:
+            proc_spawn(prm, wl, rng, j)
+        rate = target[j] / max(1.0, life[j] * prm["alloc_frac"])
+        acc[j] += rate * dt
+        n = int(acc[j])
+        acc[j] -= n
+        proc_grow(st, prm, g, wl, j, n)
         if st["status"] != 0:
             return
-        if procs.nblk[j] > 0:
-            m = rng_poisson(rng, (procs.nblk[j] << k) * prm["rewrite_per_ms"] * dt)
+        if nblk[j] > 0:
+            m = rng_poisson(rng, (nblk[j] << k) * prm["rewrite_per_ms"] * dt)
             for _ in range(m):
-                pfn = np.int64(procs.pool[j, rng_below(rng, procs.nblk[j])])
+                pfn = np.int64(pool[j, rng_below(rng, nblk[j])])
                 page_write(st, g, pfn + rng_below(rng, 1 << k), np.int64(0))
-        procs.age[j] += dt
-        if procs.age[j] >= procs.life[j]:
-            proc_exit(st, prm, g, j)
-            procs.target[j] = 0
+        age[j] += dt
+        if age[j] >= life[j]:
+            proc_exit(st, prm, g, wl, j)
+            target[j] = 0
     # page cache growth (sources read, objects written)
     if prm["pc_rate"] > 0.0:
         st["pc_acc"] += prm["pc_rate"] * dt
@@ -223,7 +239,7 @@ def workload_step(st, prm, g, dt):
             pagecache_add(st, prm, g)
     # dirty loop: rewrite the buffer in address order once per interval
     if st["dl_n"] > 0:
-        dl_pool = g.dl_pool
+        dl_pool = wl.dl_pool
         st["dl_acc"] += st["dl_n"] / prm["dl_interval"] * dt
         n = int(st["dl_acc"])
         st["dl_acc"] -= n
@@ -240,25 +256,25 @@ def workload_step(st, prm, g, dt):
 
 
 @jit
-def workload_init(st, prm, g, touched_pages, pagecache_pages, tmp):
+def workload_init(st, prm, g, wl, touched_pages, pagecache_pages, tmp):
     """Build the guest's memory as it is when migration starts (boot and workload history).
 
     Base memory, then page cache, then the running jobs and the dirty-loop buffer, then
     ``touched_pages`` of memory that is written and freed again (it stays free with old data in
     it; allocation stops at the high watermark, or when ``tmp``, sized for the blocks of
     touched memory taken largest first plus a margin, is full).
-    ``tmp`` is scratch space for the touched blocks.  Draws come from stream 1 of ``g.rngs``.
+    ``tmp`` is scratch space for the touched blocks.  Draws come from stream 1 of ``wl.rngs``.
     """
     n = st["n"]
-    rng = g.rngs[1]
+    rng = wl.rngs[1]
     # boot-time reserved memory: written, never in the buddy allocator
     for p in range(st["reserved_low"]):
-        block_write(st, g, p, np.int64(0), np.int64(0))
+        page_write(st, g, p, np.int64(0))
     for p in range(st["memmap_start"], n):
-        block_write(st, g, p, np.int64(0), np.int64(0))
-    base_pool = g.base_pool
+        page_write(st, g, p, np.int64(0))
+    base_pool = wl.base_pool
     for i in range(base_pool.shape[0]):
-        pfn = buddy_alloc(st, g.buddy, np.int64(0))
+        pfn = buddy_alloc(st, g, np.int64(0))
         if pfn < 0:
             st["status"] = FAILED
             st["failure"] = FAIL_OOM
@@ -270,14 +286,14 @@ def workload_init(st, prm, g, touched_pages, pagecache_pages, tmp):
     for _ in range(pagecache_pages >> k):
         pagecache_add(st, prm, g)
     # running jobs, each part-way through its life
-    procs = g.procs
+    life = wl.job_life
     for j in range(prm["jobs"]):
-        proc_spawn(prm, procs, rng, j)
-        age = rng_uniform(rng) * procs.life[j]
-        grown = int(min(1.0, age / max(1.0, procs.life[j] * prm["alloc_frac"])) * procs.target[j])
-        procs.age[j] = age
-        proc_grow(st, prm, g, j, grown)
-    dl_pool = g.dl_pool
+        proc_spawn(prm, wl, rng, j)
+        age = rng_uniform(rng) * life[j]
+        grown = int(min(1.0, age / max(1.0, life[j] * prm["alloc_frac"])) * wl.job_target[j])
+        wl.job_age[j] = age
+        proc_grow(st, prm, g, wl, j, grown)
+    dl_pool = wl.dl_pool
     for i in range(dl_pool.shape[0]):
         pfn = guest_alloc(st, prm, g, np.int64(0))
         if pfn < 0:
@@ -293,7 +309,7 @@ def workload_init(st, prm, g, touched_pages, pagecache_pages, tmp):
         if (1 << order) > left or st["nr_free_pages"] - (1 << order) < st["wmark_high"]:
             order -= 1
             continue
-        pfn = buddy_alloc(st, g.buddy, order)
+        pfn = buddy_alloc(st, g, order)
         if pfn < 0:
             order -= 1
             continue
