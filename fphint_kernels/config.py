@@ -1,9 +1,16 @@
-"""Validated, frozen scenario dataclasses, host profiles and workload definitions.
+"""Validated, frozen scenario dataclasses: host profiles, guests, workloads.
 
 A :class:`Scenario` is everything one simulated migration depends on.  It is immutable and
 hashable; two equal scenarios give identical :func:`fphint_kernels.simulate` results.
-Host profiles (``data/profiles/*.json``) and workloads (``data/workloads/*.json``) are data files
-with their provenance; nothing in this module holds a published result.
+Three kinds of data file describe what a scenario runs on, each with its provenance:
+
+* a host profile (``data/profiles/*.json``): the machine and its QEMU, what the migration
+  thread and the destination cost, how many CPUs everyone shares;
+* a guest (``data/guests/*.json``): what its memory holds when migration starts and how fast its
+  vCPUs do the work migration asks of them (hinting, zeroing, taking write faults);
+* a workload (``data/workloads/*.json``): what the guest runs, and the memory that adds.
+
+Nothing in this module holds a published result.
 """
 
 from __future__ import annotations
@@ -61,6 +68,11 @@ def available_workloads() -> list[str]:
     return _names("workloads")
 
 
+def available_guests() -> list[str]:
+    """Names of the guests in ``data/guests/``."""
+    return _names("guests")
+
+
 def _load_json(sub: str, name: str, kind: str) -> dict:
     path = data_dir() / sub / f"{name}.json"
     if not path.is_file():
@@ -90,15 +102,51 @@ PROFILE_PARAMS = {
     "setup_fixed_ms": ("ms", "fixed part of setup-time"),
     "setup_ns_per_page": ("ns", "setup cost per guest page (bitmap allocation, dirty-log start)"),
     "switchover_fixed_ms": ("ms", "fixed part of the downtime (device state, return path)"),
-    "hint_block_us": ("us", "guest time to allocate and report one 4 MiB block"),
-    "hint_start_ms": ("ms", "latency from a new command id to the guest's START"),
-    "hint_host_latency_ms": ("ms", "delay before the host iothread applies a queued hint"),
-    "zero_fill_ns_per_page": ("ns", "guest time to zero one page (init_on_alloc)"),
-    "write_fault_ns": ("ns", "guest time lost per write-protection fault while dirty logging"),
+    "hint_host_latency_ms": ("ms", "delay before the host iothread sees a queued element"),
     "cpu_speed": (
         "1",
         "relative speed of the testbed: CPU costs are divided by it, guest rates multiplied by it",
     ),
+}
+
+#: Host-profile parameters that may be left out: name -> (unit, default, description).
+#: Their defaults are a host with CPUs to spare and a destination that costs nothing, running
+#: QEMU 4.0's migration thread: what the 2018 testbed of the thread is taken to be.
+PROFILE_OPTIONAL = {
+    "host_cpus": ("CPUs", 0.0, "CPUs both QEMUs and the guest share (0: more than they use)"),
+    "background_threads": ("threads", 0.0, "busy threads of other work on the host"),
+    "dst_zero_page_ns": ("ns", 0.0, "destination CPU time per zero page received"),
+    "dst_normal_page_ns": ("ns", 0.0, "destination CPU time per normal page (copy into RAM)"),
+    "first_touch_us": (
+        "us",
+        0.0,
+        "host time to allocate and zero one region of guest RAM written for the first time",
+    ),
+    "host_page_kib": ("KiB", 2048.0, "size of that region (2048: transparent huge pages)"),
+    "stream_buffer_bytes": (
+        "bytes",
+        0.0,
+        "bytes in flight between the QEMUs before the sender blocks (0: no limit)",
+    ),
+    "bitmap_lock": (
+        "1",
+        0.0,
+        "how the migration thread holds the dirty bitmap's lock: 0 around each page (QEMU "
+        "4.0-6.0), 1 across each ram_save_iterate slice (QEMU 6.1+)",
+    ),
+    "bitmap_lock_ns": ("ns", 0.0, "cost of the per-page lock for every page sent (lock 0)"),
+    "hint_apply_us": ("us", 0.0, "iothread time to apply one hinted block"),
+    "boundary_hints": (
+        "blocks",
+        0.0,
+        "mean hinted blocks applied at a slice end where the sender does not block (lock 1)",
+    ),
+    "boundary_drain_p": (
+        "1",
+        0.0,
+        "chance that the iothread drains its queue at such a slice end anyway (lock 1)",
+    ),
+    "setup_jitter_ms": ("ms", 0.0, "mean of the random (exponential) extra setup time"),
 }
 
 
@@ -117,18 +165,34 @@ class HostProfile:
 
     @classmethod
     def from_dict(cls, raw: dict, name: str | None = None) -> HostProfile:
+        label = name or raw.get("name")
         params = dict(raw.get("params", raw))
         missing = [k for k in PROFILE_PARAMS if k not in params]
         if missing:
-            raise ScenarioError(f"profile {name or raw.get('name')!r} lacks {', '.join(missing)}")
+            raise ScenarioError(f"profile {label!r} lacks {', '.join(missing)}")
+        unknown = sorted(set(params) - set(PROFILE_PARAMS) - set(PROFILE_OPTIONAL))
+        if unknown:
+            raise ScenarioError(f"profile {label!r}: unknown parameter(s) {', '.join(unknown)}")
         out = {}
-        for k in PROFILE_PARAMS:
-            v = float(params[k])
-            if not v >= 0 or v != v:
-                raise ScenarioError(f"profile parameter {k} must be >= 0, got {params[k]!r}")
+        for k in (*PROFILE_PARAMS, *PROFILE_OPTIONAL):
+            raw_v = params.get(k, PROFILE_OPTIONAL[k][1] if k in PROFILE_OPTIONAL else None)
+            try:
+                v = float(raw_v)
+            except (TypeError, ValueError):
+                raise ScenarioError(
+                    f"profile parameter {k}: expected a number, got {raw_v!r}"
+                ) from None
+            if not v >= 0 or v == float("inf"):
+                raise ScenarioError(f"profile parameter {k} must be >= 0, got {raw_v!r}")
             out[k] = v
         if out["cpu_speed"] <= 0 or out["link_bytes_per_s"] <= 0:
             raise ScenarioError("profile: cpu_speed and link_bytes_per_s must be > 0")
+        if out["bitmap_lock"] not in (0.0, 1.0):
+            raise ScenarioError("profile parameter bitmap_lock: 0 (per page) or 1 (per slice)")
+        if out["host_page_kib"] not in (4.0, 2048.0):
+            raise ScenarioError("profile parameter host_page_kib: 4 or 2048")
+        if out["boundary_drain_p"] > 1:
+            raise ScenarioError("profile parameter boundary_drain_p: a probability, at most 1")
         return cls(
             name=name or raw.get("name", "custom"),
             params=MappingProxyType(out),
@@ -139,10 +203,101 @@ class HostProfile:
         """A copy with some parameters replaced (used by calibration)."""
         p = dict(self.params)
         for k, v in kw.items():
-            if k not in PROFILE_PARAMS:
+            if k not in PROFILE_PARAMS and k not in PROFILE_OPTIONAL:
                 raise ScenarioError(f"unknown profile parameter {k!r}")
             p[k] = float(v)
         return HostProfile.from_dict({"params": p}, name=self.name)
+
+
+# --------------------------------------------------------------------------------------------
+# Guests
+# --------------------------------------------------------------------------------------------
+
+#: Guest parameters: name -> (kind, default, description).  kind: size|float|ms
+GUEST_PARAMS = {
+    "reserved_low": ("size", "16M", "memory below the buddy allocator (kernel image, firmware)"),
+    "low_span": (
+        "size",
+        "0",
+        "memory above reserved_low kept by the boot (early allocations), not in the allocator",
+    ),
+    "low_used": ("size", "0", "how much of low_span holds data (1 MiB runs at random places)"),
+    "kaslr_image": (
+        "size",
+        "0",
+        "a kernel image the boot places at a random 2 MiB-aligned address (physical KASLR), "
+        "drawn from the seed",
+    ),
+    "memmap_bytes_per_page": (
+        "float",
+        64.0,
+        "kernel data per page of RAM (struct page, 64 bytes), kept at the top of RAM",
+    ),
+    "base_used": ("size", "128M", "memory in use by the kernel and its programs after boot"),
+    "pagecache_initial": ("size", "0", "page cache after boot"),
+    "touched_free": ("size", "0", "free memory that still holds old data after boot"),
+    "alloc_low_first": (
+        "float",
+        0.0,
+        "1: the page allocator hands out the lowest free blocks first (Linux 5.10+, boot memory "
+        "freed to the tail of the free lists); 0: the highest first (older kernels)",
+    ),
+    "hint_block_us": ("float", 30.0, "vCPU time (us) to allocate and report one 4 MiB block"),
+    "hint_start_ms": ("ms", 1.0, "least latency from a new command id to the guest's START"),
+    "hint_start_jitter_ms": (
+        "float",
+        0.0,
+        "mean (ms) of the random (exponential) extra START latency",
+    ),
+    "zero_fill_ns_per_page": ("float", 400.0, "vCPU time (ns) to zero one page (init_on_alloc)"),
+    "write_fault_ns": (
+        "float",
+        2000.0,
+        "vCPU time (ns) of a write to a page write-protected for dirty logging",
+    ),
+    "store_ns_per_page": (
+        "float",
+        400.0,
+        "vCPU time (ns) of the dirty loop's write to a page that needs no fault",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A guest: documented parameters from ``data/guests/NAME.json`` (see ``GUEST_PARAMS``)."""
+
+    name: str
+    params: MappingProxyType
+    sources: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    description: str = ""
+
+    @classmethod
+    def load(cls, name: str, overrides: dict | None = None) -> Guest:
+        raw = _load_json("guests", name, "guest")
+        return cls.from_dict(raw, name=name, overrides=overrides)
+
+    @classmethod
+    def from_dict(cls, raw: dict, name: str | None = None, overrides: dict | None = None):
+        label = name or raw.get("name", "custom")
+        params = {k: v[1] for k, v in GUEST_PARAMS.items()}
+        params.update(raw.get("params", {}))
+        params.update(overrides or {})
+        unknown = sorted(set(params) - set(GUEST_PARAMS))
+        if unknown:
+            raise ScenarioError(f"guest {label!r}: unknown parameter(s) {', '.join(unknown)}")
+        return cls(
+            name=label,
+            params=MappingProxyType(
+                {k: _parse_param(GUEST_PARAMS, "guest", k, v) for k, v in params.items()}
+            ),
+            sources=MappingProxyType(dict(raw.get("sources", {}))),
+            description=raw.get("description", ""),
+        )
+
+    def with_params(self, **kw) -> Guest:
+        """A copy with some parameters replaced (used by calibration)."""
+        return Guest.from_dict({"params": dict(self.params)}, name=self.name, overrides=kw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,21 +305,16 @@ class HostProfile:
 # --------------------------------------------------------------------------------------------
 
 #: Workload parameters: name -> (kind, default, description).  kind: size|rate|count|ms|frac|float
+#: ``base_used``, ``pagecache_initial`` and ``touched_free`` are added to the guest's own.
 WORKLOAD_PARAMS = {
-    "reserved_low": (
-        "size",
-        "16M",
-        "memory reserved below the buddy allocator (kernel image, BIOS)",
-    ),
-    "memmap_bytes_per_page": ("float", 64.0, "struct page size: memmap reserved at the top of RAM"),
-    "base_used": ("size", "128M", "memory in use by the kernel and daemons at migration start"),
-    "touched_free": ("size", "0", "free memory that still holds old data at migration start"),
+    "base_used": ("size", "0", "memory the workload's programs use at migration start"),
+    "touched_free": ("size", "0", "free memory the workload left old data in"),
     "fill": (
         "frac",
         0.0,
         "fraction of RAM filled with data and freed before migration (fill-free)",
     ),
-    "pagecache_initial": ("size", "64M", "page cache at migration start"),
+    "pagecache_initial": ("size", "0", "page cache the workload has read or written"),
     "pagecache_rate": ("size", "0", "new page cache written per second (bytes/s)"),
     "pagecache_order": ("count", 4, "buddy order of one page-cache allocation"),
     "background_dirty_pages_per_s": ("float", 100.0, "pages/s written by kernel and daemons"),
@@ -206,22 +356,26 @@ class Workload:
             raise ScenarioError(f"workload {name!r}: unknown parameter(s) {', '.join(unknown)}")
         return cls(
             name=name,
-            params=MappingProxyType({k: _parse_wparam(k, v) for k, v in params.items()}),
+            params=MappingProxyType(
+                {k: _parse_param(WORKLOAD_PARAMS, "workload", k, v) for k, v in params.items()}
+            ),
             sources=MappingProxyType(dict(raw.get("sources", {}))),
             description=raw.get("description", ""),
         )
 
-    def min_memory(self) -> int:
-        """Bytes this workload needs to run (validation: the guest must be larger)."""
-        p = self.params
+    def min_memory(self, guest: Guest) -> int:
+        """Bytes this workload needs in ``guest`` (validation: the guest must be larger)."""
+        p, g = self.params, guest.params
         procs = p["jobs"] * p["proc_rss_mean"] * 2.0
         # page cache is reclaimable and touched memory is free: neither is needed
-        return int(p["reserved_low"] + p["base_used"] + procs + p["dirty_bytes"] + (16 << 20))
+        used = g["reserved_low"] + g["low_span"] + g["kaslr_image"] + g["base_used"]
+        used += p["base_used"]
+        return int(used + procs + p["dirty_bytes"] + (16 << 20))
 
 
-def _parse_wparam(key: str, value):
-    kind = WORKLOAD_PARAMS[key][0]
-    what = f"workload parameter {key}"
+def _parse_param(table: dict, what_kind: str, key: str, value):
+    kind = table[key][0]
+    what = f"{what_kind} parameter {key}"
     if kind == "size":
         return float(parse_size(value, what=what))
     if kind == "ms":
@@ -286,6 +440,11 @@ class Scenario:
         Guest vCPUs (the hint worker runs on one of them).
     profile : str
         Host profile name in ``data/profiles/``.
+    guest : str
+        Guest name in ``data/guests/`` (``testbed-2018``: the guest of the thread's testbed;
+        ``busybox-tcg``: the real-QEMU harness's guest under TCG).
+    guest_options : dict
+        Overrides of guest parameters, see ``GUEST_PARAMS``.
     seed : int
         Seed of every random draw of the run.
     faults : frozenset of str
@@ -307,6 +466,8 @@ class Scenario:
     auto_converge: bool = False
     vcpus: int = 4
     profile: str = "v36"
+    guest: str = "testbed-2018"
+    guest_options: MappingProxyType = field(default_factory=dict)
     seed: int = 0
     faults: frozenset = frozenset()
     max_time: float = "10min"
@@ -360,10 +521,14 @@ class Scenario:
         opts = dict(self.workload_options or {})
         s(self, "workload_options", MappingProxyType(opts))
         wl = Workload.load(self.workload, opts)  # validates name and options
-        if wl.min_memory() > self.memory:
+        gopts = dict(self.guest_options or {})
+        s(self, "guest_options", MappingProxyType(gopts))
+        guest = Guest.load(self.guest, gopts)  # validates name and options
+        need = wl.min_memory(guest)
+        if need > self.memory:
             raise ScenarioError(
                 f"memory: the {self.workload} workload needs at least "
-                f"{wl.min_memory() / (1 << 20):.0f} MiB, the guest has {self.memory >> 20} MiB"
+                f"{need / (1 << 20):.0f} MiB, the guest has {self.memory >> 20} MiB"
             )
         HostProfile.load(self.profile)  # validates name
 
@@ -376,6 +541,7 @@ class Scenario:
     def key(self) -> tuple:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["workload_options"] = tuple(sorted(d["workload_options"].items()))
+        d["guest_options"] = tuple(sorted(d["guest_options"].items()))
         d["faults"] = tuple(sorted(d["faults"]))
         return tuple(d.items())
 
@@ -393,12 +559,32 @@ class Scenario:
     def load_profile(self) -> HostProfile:
         return HostProfile.load(self.profile)
 
+    def load_guest(self) -> Guest:
+        return Guest.load(self.guest, dict(self.guest_options))
+
+    def memory_layout(self, guest: Guest | None = None) -> dict:
+        """Bytes of each part of the guest's memory at migration start: the guest's own plus
+        what the workload adds (``reserved_low``, ``low_span``, ``low_used``,
+        ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
+        g = (guest or self.load_guest()).params
+        w = self.load_workload().params
+        return {
+            "reserved_low": g["reserved_low"],
+            "low_span": g["low_span"],
+            "low_used": g["low_used"],
+            "kaslr_image": g["kaslr_image"],
+            "memmap_bytes_per_page": g["memmap_bytes_per_page"],
+            "base_used": g["base_used"] + w["base_used"],
+            "pagecache_initial": g["pagecache_initial"] + w["pagecache_initial"],
+            "touched_free": g["touched_free"] + w["touched_free"],
+        }
+
     def to_attrs(self) -> dict:
         """Flat, netCDF-safe description of the scenario (for ``Dataset.attrs``)."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "workload_options":
+            if f.name in ("workload_options", "guest_options"):
                 v = json.dumps(dict(v), sort_keys=True)
             elif f.name == "faults":
                 v = ",".join(sorted(v))
@@ -412,8 +598,11 @@ class Scenario:
         """Inverse of :meth:`to_attrs`."""
         kw = {}
         for f in fields(cls):
-            v = attrs[f"scenario_{f.name}"]
-            if f.name == "workload_options":
+            key = f"scenario_{f.name}"
+            if key not in attrs and f.name in ("guest", "guest_options"):
+                continue  # written before guests were data: the default guest
+            v = attrs[key]
+            if f.name in ("workload_options", "guest_options"):
                 v = json.loads(v)
             elif f.name == "faults":
                 v = frozenset(x for x in str(v).split(",") if x)

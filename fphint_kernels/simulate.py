@@ -12,13 +12,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .config import Guest as GuestDescription
 from .config import HostProfile, Scenario
 from .errors import ScenarioError
 from .kernels import layout as S
 from .kernels.bitmap import popcount, words_for
 from .kernels.buddy import buddy_add_range, new_buddy
 from .kernels.engine import run, start
-from .kernels.layout import PAGE_SIZE, Guest, HintChannel, Recorders, Workload
+from .kernels.layout import PAGE_SIZE, Guest, HintChannel, Host, Recorders, Workload
 from .kernels.lost_check import count_lost
 from .kernels.rng import seed_streams
 from .kernels.workload import workload_init
@@ -32,6 +33,8 @@ STATUS = {
 }
 FAILURES = {S.FAIL_NONE: "", S.FAIL_OOM: "guest out of memory"}
 ROUND_CAP = 20000
+#: the guest's boot draws where physical KASLR puts the kernel from its own random stream
+KASLR_STREAM = 0x6B61736C72
 MAP_ROUND_CAP = 256
 RELEASE = {"done": S.REL_DONE, "shrinker": S.REL_SHRINKER, "after-pass": S.REL_AFTER_PASS}
 POISON = {"off": 0, "zero": 1, "pattern": 2}
@@ -58,11 +61,17 @@ def watermarks(managed_pages: int) -> tuple[int, int, int]:
 
 
 def build_params(
-    scenario: Scenario, profile: HostProfile, trace_interval_ms: float, step_ms: float
+    scenario: Scenario,
+    profile: HostProfile,
+    guest: GuestDescription,
+    trace_interval_ms: float,
+    step_ms: float,
 ) -> tuple[np.ndarray, dict]:
     """The parameter record of the kernels, and the sizes of the guest's initial state and of
     its arrays (``rss_cap``: blocks of the largest job)."""
     wl = scenario.load_workload().params
+    mem = scenario.memory_layout(guest)
+    gp = guest.params
     hp = profile.params
     n = scenario.nr_pages
     speed = hp["cpu_speed"]
@@ -86,11 +95,31 @@ def build_params(
     r["t_sync"] = hp["sync_ns_per_page"] * n / 1e6 / speed
     r["setup_ms"] = (hp["setup_fixed_ms"] + hp["setup_ns_per_page"] * n / 1e6) / speed
     r["t_switchover"] = hp["switchover_fixed_ms"] / speed
-    r["hint_block_ns"] = hp["hint_block_us"] * 1e3 / speed
-    r["hint_start_ms"] = hp["hint_start_ms"] / speed
     r["hint_latency_ms"] = hp["hint_host_latency_ms"] / speed
-    r["zero_fill_ns"] = hp["zero_fill_ns_per_page"] / speed
     r["cpu_speed"] = speed
+    # the host: contention, the destination, the stream, the dirty bitmap's lock
+    r["host_cpus"] = hp["host_cpus"] if hp["host_cpus"] > 0 else np.inf
+    r["background"] = hp["background_threads"]
+    r["t_dst_zero"] = hp["dst_zero_page_ns"] / 1e6 / speed
+    r["t_dst_normal"] = hp["dst_normal_page_ns"] / 1e6 / speed
+    r["t_first_touch"] = hp["first_touch_us"] / 1e3 / speed
+    r["region_shift"] = 9 if hp["host_page_kib"] == 2048 else 0
+    r["stream_bytes"] = hp["stream_buffer_bytes"] if hp["stream_buffer_bytes"] > 0 else np.inf
+    r["bitmap_lock"] = int(hp["bitmap_lock"])
+    r["t_lock"] = hp["bitmap_lock_ns"] / 1e6 / speed
+    r["t_hint_apply"] = hp["hint_apply_us"] / 1e3 / speed
+    r["boundary_hints"] = hp["boundary_hints"]
+    r["boundary_drain_p"] = hp["boundary_drain_p"]
+    r["setup_jitter_ms"] = hp["setup_jitter_ms"] / speed
+    # the guest's vCPUs (their work runs on the host's CPUs: divided by its speed)
+    r["vcpus"] = scenario.vcpus
+    r["hint_block_ns"] = gp["hint_block_us"] * 1e3 / speed
+    r["hint_start_ms"] = gp["hint_start_ms"] / speed
+    r["hint_start_jitter_ms"] = gp["hint_start_jitter_ms"] / speed
+    r["zero_fill_ns"] = gp["zero_fill_ns_per_page"] / speed
+    r["write_fault_ms"] = gp["write_fault_ns"] / 1e6 / speed
+    r["store_ms"] = gp["store_ns_per_page"] / 1e6 / speed
+    r["guest_busy"] = min(float(wl["jobs"]), float(scenario.vcpus))
     r["intensity"] = wl["intensity"]
     r["bg_rate"] = wl["background_dirty_pages_per_s"] / 1e3
     r["bg_hot"] = max(1, int(wl["background_hot"]) // PAGE_SIZE)
@@ -109,15 +138,18 @@ def build_params(
     r["pc_rate"] = wl["pagecache_rate"] / PAGE_SIZE / (1 << pc_order) / 1e3
     r["dl_interval"] = max(1e-3, wl["dirty_interval_ms"])
     layout = {
-        "reserved_low": int(wl["reserved_low"]) // PAGE_SIZE,
-        "memmap": int(math.ceil(n * wl["memmap_bytes_per_page"] / PAGE_SIZE)),
-        "base": int(wl["base_used"]) // PAGE_SIZE,
-        "pagecache": int(wl["pagecache_initial"]) // PAGE_SIZE,
-        "touched": int(wl["touched_free"]) // PAGE_SIZE + int(wl["fill"] * n),
+        "reserved_low": int(mem["reserved_low"]) // PAGE_SIZE,
+        "low_span": int(mem["low_span"]) // PAGE_SIZE,
+        "low_used": int(mem["low_used"]) // PAGE_SIZE,
+        "kaslr_image": int(mem["kaslr_image"]) // PAGE_SIZE,
+        "memmap": int(math.ceil(n * mem["memmap_bytes_per_page"] / PAGE_SIZE)),
+        "base": int(mem["base_used"]) // PAGE_SIZE,
+        "pagecache": int(mem["pagecache_initial"]) // PAGE_SIZE,
+        "touched": int(mem["touched_free"]) // PAGE_SIZE + int(wl["fill"] * n),
         "dirty_loop": int(wl["dirty_bytes"]) // PAGE_SIZE,
         "rss_cap": (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1,
     }
-    if layout["reserved_low"] + layout["memmap"] >= n:
+    if layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["memmap"] >= n:
         raise ScenarioError("memory: too small for the kernel's reserved memory and memmap")
     return prm, layout
 
@@ -130,20 +162,24 @@ class _Run:
         self,
         scenario: Scenario,
         profile: HostProfile,
+        guest: GuestDescription,
         trace_interval_ms: float,
         page_map_bins: int,
         step_ms: float,
     ):
         n = scenario.nr_pages
         self.n = n
-        self.prm, lay = build_params(scenario, profile, trace_interval_ms, step_ms)
+        self.prm, lay = build_params(scenario, profile, guest, trace_interval_ms, step_ms)
         prm = self.prm[0]
-        self.write_fault_ns = profile.params["write_fault_ns"] / profile.params["cpu_speed"]
+        self.write_fault_ns = prm["write_fault_ms"] * 1e6
         st = S.new_state()
         self.st = st
         s = st[0]
         s["n"] = n
         s["reserved_low"] = lay["reserved_low"]
+        s["low_span"] = lay["low_span"]
+        s["low_used"] = lay["low_used"]
+        s["alloc_low"] = int(guest.params["alloc_low_first"] > 0)
         s["memmap_start"] = n - lay["memmap"]
         s["host_status"] = S.S_STOP
         s["host_cmd"] = S.CMD_ID_MIN - 1
@@ -155,7 +191,18 @@ class _Run:
             bm[S.BM_BMAP, -1] = np.uint64((1 << (n & 63)) - 1)
         s["pending"] = n
         buddy = new_buddy(n)
-        buddy_add_range(s, buddy, s["reserved_low"], s["memmap_start"])
+        lo = s["reserved_low"] + s["low_span"]
+        img = lay["kaslr_image"]
+        if img:
+            # physical KASLR: a random 2 MiB-aligned slot between the low memory and the memmap
+            slots = max(1, (s["memmap_start"] - img - lo) >> 9)
+            draw = np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots)
+            s["img_start"] = ((lo + 511) >> 9 << 9) + (int(draw) << 9)
+            s["img_pages"] = img
+            buddy_add_range(s, buddy, lo, s["img_start"])
+            buddy_add_range(s, buddy, s["img_start"] + img, s["memmap_start"])
+        else:
+            buddy_add_range(s, buddy, lo, s["memmap_start"])
         wmin, wlow, whigh = watermarks(int(s["nr_free_pages"]))
         s["wmark_min"], s["wmark_low"], s["wmark_high"] = wmin, wlow, whigh
         jobs = int(prm["jobs"])
@@ -167,10 +214,11 @@ class _Run:
             held_blocks=np.zeros((n >> S.HINT_ORDER) + 1, dtype=np.int64),
             pc_ring=np.zeros(max(1, n >> int(prm["pc_order"])), dtype=np.int32),
         )
+        rngs = seed_streams(scenario.seed, 3)  # 0 the workload, 1 the initial state, 2 the host
         self.workload = Workload(
             base_pool=np.zeros(lay["base"], dtype=np.int32),
             dl_pool=np.zeros(lay["dirty_loop"], dtype=np.int32),
-            rngs=seed_streams(scenario.seed, 2),
+            rngs=rngs[:2].copy(),
             job_age=np.zeros(jobs),
             job_life=np.zeros(jobs),
             job_target=np.zeros(jobs, dtype=np.int64),
@@ -185,6 +233,19 @@ class _Run:
             ready=np.zeros(S.QUEUE_SIZE),
             stale=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
         )
+        regions = (n >> int(prm["region_shift"])) + 1
+        k = 4
+        if np.isfinite(prm["stream_bytes"]):
+            k += int(prm["stream_bytes"]) // S.CHECKPOINT_BYTES
+        self.host = Host(
+            dst_touched=np.zeros(words_for(regions), dtype=np.uint64),
+            src_touched=np.zeros(words_for(regions), dtype=np.uint64),
+            ck_bytes=np.zeros(k, dtype=np.int64),
+            ck_time=np.zeros(k),
+            rng=rngs[2].copy(),
+        )
+        s["share"] = 1.0
+        s["ck_next"] = S.CHECKPOINT_BYTES
         ntrace = int(math.ceil(scenario.max_time / trace_interval_ms)) + 2
         bins = int(page_map_bins)
         self.rec = Recorders(
@@ -197,10 +258,12 @@ class _Run:
         # scratch for the touched blocks: taken largest first, so about one row per 4 MiB
         tmp = np.zeros(((lay["touched"] >> S.MAX_ORDER) + 4096, 2), dtype=np.int64)
         workload_init(s, prm, self.guest, self.workload, lay["touched"], lay["pagecache"], tmp)
+        # the source's guest RAM holds on the host what the guest has written so far
+        mark_regions(bm[S.BM_NONZERO], self.host.src_touched, int(prm["region_shift"]))
         self.zero_at_start = n - popcount(bm[S.BM_NONZERO])
         self.free_at_start = int(s["nr_free_pages"])
         if s["status"] == S.RUNNING:
-            start(s, prm)
+            start(s, prm, self.host)
 
     def state_bytes(self) -> int:
         """Bytes of per-page engine state (the arrays that grow with the guest)."""
@@ -210,7 +273,10 @@ class _Run:
         s = self.st[0]
         if s["status"] != S.RUNNING:
             return
-        run(s, self.prm[0], self.guest, self.workload, self.hints, self.rec, float(stop_at))
+        run(
+            s, self.prm[0], self.guest, self.workload, self.hints, self.rec, self.host,
+            float(stop_at),
+        )  # fmt: skip
 
     @property
     def running(self) -> bool:
@@ -221,6 +287,7 @@ def simulate(
     scenario: Scenario,
     *,
     profile: HostProfile | None = None,
+    guest: GuestDescription | None = None,
     trace_interval_ms: float = 10.0,
     page_map_bins: int = 0,
     step_ms: float = 1.0,
@@ -234,6 +301,9 @@ def simulate(
         What to migrate and how (validated on construction).
     profile : HostProfile, optional
         Host costs; default: ``HostProfile.load(scenario.profile)``.
+    guest : config.Guest, optional
+        The guest's description; default: ``scenario.load_guest()`` (calibration passes one
+        held in memory).
     trace_interval_ms : float
         Sampling period of the per-time trace (dim ``time``).
     page_map_bins : int
@@ -269,7 +339,10 @@ def simulate(
     if isinstance(page_map_bins, bool) or int(page_map_bins) < 0:
         raise ScenarioError("page_map_bins must be a whole number >= 0")
     profile = profile or scenario.load_profile()
-    rn = _Run(scenario, profile, float(trace_interval_ms), int(page_map_bins), float(step_ms))
+    guest = guest or scenario.load_guest()
+    rn = _Run(
+        scenario, profile, guest, float(trace_interval_ms), int(page_map_bins), float(step_ms)
+    )
     if progress:
         from tqdm.auto import tqdm
 
@@ -284,10 +357,19 @@ def simulate(
                 bar.update(1)
     else:
         rn.advance(scenario.max_time + 1.0)
-    return _to_dataset(scenario, profile, rn)
+    return _to_dataset(scenario, profile, guest, rn)
 
 
-def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
+def mark_regions(pages, regions, shift: int) -> None:
+    """Set the bit of every host region (2**shift pages) that holds a set bit of ``pages``."""
+    p = np.unpackbits(pages.view(np.uint8), bitorder="little")
+    hit = np.flatnonzero(p) >> shift
+    r = np.zeros(regions.size * 64, dtype=np.uint8)
+    r[np.unique(hit)] = 1
+    regions[:] = np.packbits(r, bitorder="little").view(np.uint64)
+
+
+def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescription, rn: _Run):
     s = rn.st[0]
     prm = rn.prm[0]
     status = int(s["status"])
@@ -328,6 +410,11 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
         "zero-pages-at-start": np.int64(rn.zero_at_start),
         "free-pages-at-start": np.int64(rn.free_at_start),
         "nr-pages": np.int64(rn.n),
+        "cpu-migration-thread": float(s["cpu_mig"]),
+        "cpu-destination": float(s["cpu_dst"]),
+        "cpu-vcpus": float(s["cpu_vcpu"]),
+        "hints-before-first-slice": np.int64(s["hints_early"]),
+        "slice-end-drains": np.int64(s["boundary_drains"]),
         "failure": np.array(FAILURES[int(s["failure"])]),
     }
     nr = min(int(s["n_rounds"]), ROUND_CAP)
@@ -352,6 +439,8 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     attrs = scenario.to_attrs()
     attrs.update({f"profile_{k}": float(v) for k, v in profile.params.items()})
     attrs["profile_name"] = profile.name
+    attrs.update({f"guest_{k}": float(v) for k, v in guest.params.items()})
+    attrs["guest_name"] = guest.name
     from ._version import __version__
 
     attrs["engine"] = f"fphint_kernels {__version__}"

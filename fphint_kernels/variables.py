@@ -86,6 +86,41 @@ _SPECS = [
     ),
     Spec("free-pages-at-start", (), "iu", "pages", "guest free pages when migration starts"),
     Spec("nr-pages", (), "iu", "pages", "guest RAM in 4 KiB pages"),
+    Spec(
+        "cpu-migration-thread",
+        (),
+        "f",
+        "ms",
+        "CPU time of the source's migration thread (scans, zero checks, copies, syncs)",
+    ),
+    Spec(
+        "cpu-destination",
+        (),
+        "f",
+        "ms",
+        "CPU time of the destination receiving the stream (copies, new memory)",
+    ),
+    Spec(
+        "cpu-vcpus",
+        (),
+        "f",
+        "ms",
+        "guest vCPU time on hinting, zeroing, new host memory and the dirty loop",
+    ),
+    Spec(
+        "hints-before-first-slice",
+        (),
+        "iu",
+        "blocks",
+        "hinted blocks applied before the migration thread's first slice",
+    ),
+    Spec(
+        "slice-end-drains",
+        (),
+        "iu",
+        "1",
+        "slice ends at which the iothread applied every queued hint (QEMU 6.1+ lock)",
+    ),
     Spec("failure", (), "UO", "", "why a failed run failed, empty otherwise"),
     # ---- per round -------------------------------------------------------------------------
     Spec("round-start", ("round",), "f", "ms", "time the round began (after the previous sync)"),
@@ -129,6 +164,8 @@ _SPECS = [
     Spec("held-pages", ("time",), "f", "pages", "pages held by the balloon driver"),
     Spec("dirty-log-pages", ("time",), "f", "pages", "pages in the dirty log not yet synced"),
     Spec("round-index", ("time",), "f", "1", "round the sender is in"),
+    Spec("zero-pages-sent", ("time",), "f", "pages", "zero pages sent so far"),
+    Spec("normal-pages-sent", ("time",), "f", "pages", "normal pages sent so far"),
     # ---- page map (optional) ------------------------------------------------------------------
     Spec(
         "page-map",

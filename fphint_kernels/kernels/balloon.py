@@ -15,9 +15,23 @@ completion.  The iothread pops elements in order: START with the current id -> S
 while S_START -> S_STOP; a block is applied only in S_START: it clears the block's bits in the
 migration bitmap and lowers the pending count.
 
+The iothread and the dirty bitmap's lock: applying a hint takes ``bitmap_mutex``.  With QEMU
+4.0-6.0's per-page lock a hint gets in between any two pages the sender handles; with QEMU
+6.1+'s per-slice lock (commit 63268c4970) it waits until the sender's ``ram_save_iterate`` slice
+ends.  Measured on QEMU 7.2 (docs/model.md "The race"): at a slice end the sender releases the
+lock, flushes its footer into the stream and takes the lock again; when that flush blocks (the
+stream is full) the iothread gets the lock and, the mutex being unfair to a sleeping waiter,
+applies its whole queue; otherwise a few hints get through at most (:func:`slice_end_hints`).
+
+Timing varies from run to run on a real host: the guest's START comes ``hint_start_ms`` plus a
+random (exponential, mean ``hint_start_jitter_ms``) latency after a new command id, and the
+lock hand-offs at slice ends are random; these draws come from the host's random stream
+(``h.rng``), so the guest's workload sees the same random numbers with and without hinting.
+
 State: ``st`` and ``prm`` (:mod:`.layout` records), the :class:`~.layout.Guest` bundle ``g``
-(the driver's held blocks are guest memory) and the :class:`~.layout.HintChannel` ``hc`` (the
-free page virtqueue as a ring, and the blocks kept over a sync by the stale-hint fault).
+(the driver's held blocks are guest memory), the :class:`~.layout.HintChannel` ``hc`` (the
+free page virtqueue as a ring, and the blocks kept over a sync by the stale-hint fault) and the
+:class:`~.layout.Host` ``h`` (its random stream, the source's guest RAM populated on the host).
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import jit
-from .bitmap import clear_range, set_range
+from .bitmap import ONE, ZERO, clear_range, set_range
 from .buddy import buddy_alloc
 from .layout import (
     BM_BMAP,
@@ -36,6 +50,7 @@ from .layout import (
     F_STALE_AFTER_SYNC,
     HINT_ORDER,
     HINT_PAGES,
+    LOCK_PER_SLICE,
     Q_BLOCK,
     Q_START,
     Q_STOP,
@@ -47,6 +62,7 @@ from .layout import (
     S_START,
     S_STOP,
 )
+from .rng import rng_exponential, rng_poisson, rng_uniform
 from .workload import block_write, release_held_block
 
 
@@ -78,13 +94,16 @@ def apply_hint(st, g, pfn):
 
 
 @jit
-def host_free_page_start(st, prm, t):
+def host_free_page_start(st, prm, h, t):
     """AFTER_BITMAP_SYNC at time ``t`` while the VM runs: a new command id for the guest."""
     if st["vm_running"] == 0:
         return
     st["host_cmd"] += 1
     st["host_status"] = S_REQUESTED
-    st["guest_start_at"] = t + prm["hint_start_ms"]
+    delay = prm["hint_start_ms"]
+    if prm["hint_start_jitter_ms"] > 0.0:
+        delay += rng_exponential(h.rng, prm["hint_start_jitter_ms"])
+    st["guest_start_at"] = t + delay
     st["guest_start_cmd"] = st["host_cmd"]
 
 
@@ -141,9 +160,25 @@ def host_free_page_done(st):
     st["host_status"] = S_DONE
 
 
+@jit(inline="always")
+def first_touch_regions(h, shift, pfn, npages):
+    """Host regions of the source's guest RAM that the block (pfn, npages) writes for the
+    first time (they are marked as written)."""
+    new = 0
+    for r in range(pfn >> shift, ((pfn + npages - 1) >> shift) + 1):
+        w = r >> 6
+        m = ONE << np.uint64(r & 63)
+        if (h.src_touched[w] & m) == ZERO:
+            h.src_touched[w] = h.src_touched[w] | m
+            new += 1
+    return new
+
+
 @jit
-def guest_hint_step(st, prm, g, hc, now, dt):
-    """Advance the hint worker by ``dt`` ms (one vCPU, slowed by auto-converge throttling)."""
+def guest_hint_step(st, prm, g, hc, h, now, dt):
+    """Advance the hint worker by ``dt`` ms (one vCPU, slowed by auto-converge throttling and by
+    its share of a host CPU).  With ``init_on_alloc`` each block is zeroed, and the host
+    allocates the regions of the source's RAM it writes for the first time."""
     if st["guest_start_at"] >= 0.0 and now >= st["guest_start_at"]:
         st["guest_start_at"] = -1.0
         if st["host_status"] == S_REQUESTED and st["host_cmd"] == st["guest_start_cmd"]:
@@ -161,11 +196,12 @@ def guest_hint_step(st, prm, g, hc, now, dt):
             st["hint_budget"] = 0.0
     if st["guest_reporting"] == 0:
         return
-    st["hint_budget"] += dt * 1e6 * (1.0 - st["throttle"])
-    cost = prm["hint_block_ns"]
+    share = st["share"]
+    st["hint_budget"] += dt * 1e6 * (1.0 - st["throttle"]) * share
+    cost0 = prm["hint_block_ns"]
     if prm["init_on_alloc"]:
-        cost += HINT_PAGES * prm["zero_fill_ns"]
-    while st["hint_budget"] >= cost:
+        cost0 += HINT_PAGES * prm["zero_fill_ns"]
+    while st["hint_budget"] >= cost0:
         if st["q_count"] >= QUEUE_SIZE - 1:
             st["hint_budget"] = 0.0  # ring full: the worker spins until the host catches up
             return
@@ -174,9 +210,13 @@ def guest_hint_step(st, prm, g, hc, now, dt):
             guest_end_pass(st, prm, g, hc, now)
             return
         pfn = buddy_alloc(st, g, np.int64(HINT_ORDER))
+        cost = cost0
         if prm["init_on_alloc"]:
             block_write(st, g, pfn, np.int64(HINT_ORDER), np.int64(1))
             st["zero_cpu_ns"] += HINT_PAGES * prm["zero_fill_ns"]
+            if prm["t_first_touch"] > 0.0:
+                new = first_touch_regions(h, prm["region_shift"], pfn, np.int64(HINT_PAGES))
+                cost += new * prm["t_first_touch"] * 1e6
         set_range(g.bm[BM_HELD], pfn, np.int64(HINT_PAGES))
         g.held_blocks[st["held_n"]] = pfn
         st["held_n"] += 1
@@ -186,25 +226,78 @@ def guest_hint_step(st, prm, g, hc, now, dt):
         q_push(st, hc, np.int64(Q_BLOCK), pfn, st["guest_cmd_active"], now + prm["hint_latency_ms"])
         st["hint_budget"] -= cost
         st["hint_cpu_ns"] += cost
+        st["cpu_vcpu"] += cost / 1e6
+        st["busy_vcpu"] += cost / 1e6 / share
         if pfn < st["hint_low_pfn"]:
             st["hint_low_pfn"] = pfn
 
 
 @jit
+def iothread_pop(st, prm, g, hc):
+    """The iothread handles the element at the head of the virtqueue
+    (``get_free_page_hints``); returns 1 when it applied a hinted block, else 0."""
+    i = st["q_head"]
+    st["q_head"] = (i + 1) % QUEUE_SIZE
+    st["q_count"] -= 1
+    kind = hc.kind[i]
+    if kind == Q_START:
+        if hc.cmd[i] == st["host_cmd"]:
+            st["host_status"] = S_START
+    elif kind == Q_STOP:
+        if st["host_status"] == S_START:
+            st["host_status"] = S_STOP
+    elif st["host_status"] == S_START or (prm["faults"] & F_OUTSIDE_START):
+        apply_hint(st, g, hc.pfn[i])
+        st["busy_io"] += prm["t_hint_apply"]
+        if st["slices"] == 0:
+            st["hints_early"] += 1
+        return 1
+    return 0
+
+
+@jit
 def host_hint_step(st, prm, g, hc, now):
-    """The iothread handles the queued elements that are due by ``now``."""
+    """The iothread handles the queued elements that are due by ``now``; with QEMU 6.1's lock
+    a hinted block waits while the migration thread is inside a slice (elements behind it
+    wait too: the iothread handles them in order)."""
+    locked = prm["bitmap_lock"] == LOCK_PER_SLICE and st["in_slice"] == 1
     while st["q_count"] > 0:
         i = st["q_head"]
         if hc.ready[i] > now:
             return
-        st["q_head"] = (i + 1) % QUEUE_SIZE
-        st["q_count"] -= 1
-        kind = hc.kind[i]
-        if kind == Q_START:
-            if hc.cmd[i] == st["host_cmd"]:
-                st["host_status"] = S_START
-        elif kind == Q_STOP:
-            if st["host_status"] == S_START:
-                st["host_status"] = S_STOP
-        elif st["host_status"] == S_START or (prm["faults"] & F_OUTSIDE_START):
-            apply_hint(st, g, hc.pfn[i])
+        if locked and hc.kind[i] == Q_BLOCK:
+            return
+        iothread_pop(st, prm, g, hc)
+
+
+@jit
+def slice_end_hints(st, prm, g, hc, h, t, gap):
+    """QEMU 6.1+: the migration thread released ``bitmap_mutex`` at ``t`` and flushes its slice
+    footer into the stream, which blocks for ``gap`` ms when the stream is full.
+
+    If it blocks (or, with chance ``boundary_drain_p``, anyway), the iothread takes the lock
+    and applies every hint it has queued, holding the lock until its queue is empty; otherwise
+    the migration thread takes the lock back almost at once and a few hints get through (a
+    Poisson number of mean ``boundary_hints``).  Each applied hint takes the iothread
+    ``t_hint_apply``.  Returns when the migration thread has the lock again.
+    """
+    drain = gap > 0.0
+    if not drain and prm["boundary_drain_p"] > 0.0:
+        drain = rng_uniform(h.rng) < prm["boundary_drain_p"]
+    limit = QUEUE_SIZE
+    if not drain:
+        limit = 0
+        if prm["boundary_hints"] > 0.0:
+            limit = rng_poisson(h.rng, prm["boundary_hints"])
+    clock = t
+    applied = 0
+    while st["q_count"] > 0 and applied < limit:
+        if hc.ready[st["q_head"]] > clock:
+            break
+        if iothread_pop(st, prm, g, hc):
+            applied += 1
+            clock += prm["t_hint_apply"]
+    st["hints_boundary"] += applied
+    if drain and applied > 0:
+        st["boundary_drains"] += 1
+    return max(t + gap, clock)

@@ -6,10 +6,12 @@ and puts each upper half back on the free list of its order; ``__free_one_page``
 block with its buddy (``pfn ^ (1 << order)``) while the buddy is a free block of the same order.
 
 Simplification (documented in docs/model.md): the free lists are kept as one bitmap per order
-(one bit per aligned block) and a block is taken from the *highest* address of a list.  Linux
-takes the list head; after boot, ``memblock`` frees memory in ascending order and each max-order
-block is added at the head, so the head is the highest block and the two agree until the
-workload's frees reorder the lists.
+(one bit per aligned block) and a block is taken from one end of a list, the guest kernel's:
+Linux takes the list head; after boot, ``memblock`` frees memory in ascending order, and until
+Linux 5.10 each max-order block was added at the head, so the head is the *highest* block; since
+5.10 (commit 7fef431be9c9, "mm/page_alloc: place pages to tail in __free_pages_core()") boot
+memory goes to the tail, so the head is the *lowest* block (``st["alloc_low"]``).  The model and
+Linux agree until the workload's frees reorder the lists.
 
 State: ``bd``, any bundle with the fields of :class:`~.layout.Buddy` (a ``Buddy``, or the
 :class:`~.layout.Guest`); ``st["nr_free_pages"]`` counts free pages.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import jit
-from .bitmap import ONE, ZERO, clz_index64
+from .bitmap import ONE, ZERO, clz_index64, popcount64
 from .layout import MAX_ORDER, Buddy
 
 
@@ -42,6 +44,7 @@ def new_buddy(n: int) -> Buddy:
         freemap=np.zeros(int(off[-1]), dtype=np.uint64),
         fm_off=off,
         fm_top=off[:-1].copy(),
+        fm_bot=off[1:].copy() - 1,
         nr_free=np.zeros(MAX_ORDER + 1, dtype=np.int64),
     )
 
@@ -55,6 +58,8 @@ def fl_add(st, bd, pfn, k):
     bd.freemap[w] = bd.freemap[w] | (ONE << np.uint64(idx & 63))
     if w > bd.fm_top[k]:
         bd.fm_top[k] = w
+    if w < bd.fm_bot[k]:
+        bd.fm_bot[k] = w
     bd.nr_free[k] += 1
     st["nr_free_pages"] += 1 << k
 
@@ -83,6 +88,20 @@ def fl_highest(bd, k):
     return idx << k
 
 
+@jit(inline="always")
+def fl_lowest(bd, k):
+    """pfn of the lowest free block of order k (the list must not be empty)."""
+    freemap = bd.freemap
+    w = bd.fm_bot[k]
+    hi = bd.fm_off[k + 1]
+    while w < hi and freemap[w] == ZERO:
+        w += 1
+    bd.fm_bot[k] = w
+    x = freemap[w]
+    idx = ((w - bd.fm_off[k]) << 6) + popcount64((x & (~x + ONE)) - ONE)
+    return idx << k
+
+
 @jit
 def buddy_alloc(st, bd, k):
     """Allocate a block of order k; return its pfn or -1 (``__rmqueue_smallest`` + ``expand``)."""
@@ -91,7 +110,7 @@ def buddy_alloc(st, bd, k):
         j += 1
     if j > MAX_ORDER:
         return -1
-    pfn = fl_highest(bd, j)
+    pfn = fl_lowest(bd, j) if st["alloc_low"] else fl_highest(bd, j)
     fl_del(st, bd, pfn, j)
     while j > k:
         j -= 1
