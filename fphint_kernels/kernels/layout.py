@@ -202,10 +202,7 @@ STATE_DTYPE = np.dtype(
         ("low_used", i8),  # ... of which this many hold data
         ("img_start", i8),  # the kernel image, placed at a random address at boot (KASLR) ...
         ("img_pages", i8),  # ... and its pages (not in the allocator, all written)
-        (
-            "alloc_low",
-            i8,
-        ),  # the allocator takes the lowest free block (Linux 5.10+), else the highest
+        ("alloc_low", i8),  # the allocator takes the lowest free block first (Linux 5.10+)
         # balloon device and driver
         ("host_status", i8),
         ("host_cmd", i8),
