@@ -3,7 +3,10 @@
 Nothing here uses Numba or bit tricks: bitmaps are Python lists of bools, the buddy allocator
 keeps one Python ``set`` of free blocks per order, the hint virtqueue is a ``deque``.  The tests
 compare the kernels of :mod:`fphint_kernels.kernels` with these on random and edge-case inputs,
-and :func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
+each step of :class:`NaiveMigration` (``workload_step``, ``guest_hint_step``, ``host_hint_step``,
+``send_pages``, ``sync_point``, ``sender_run``, ``migration_completion``) with the kernel of the
+same name from the same mid-run state (``NaiveMigration.run(until)`` gets there), and
+:func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
 
 Only configuration parsing (``Scenario``, ``HostProfile``, ``simulate.build_params``,
 ``simulate.watermarks``) and the seeding of the random streams (``kernels.rng.seed_streams``)
@@ -257,7 +260,7 @@ class NaiveMRG:
 
 
 # ============================================================================================
-# The whole migration (kernels/workload.py, balloon.py, precopy.py), written plainly
+# The whole migration (kernels/workload.py, balloon.py, precopy.py, engine.py), written plainly
 # ============================================================================================
 
 PAGE_SIZE = 4096
@@ -858,11 +861,13 @@ class NaiveMigration:
 
     # ---- main loop -------------------------------------------------------------------------
 
-    def run(self):
+    def run(self, until=math.inf):
+        """Step until the migration ends or the clock reaches ``until`` (ms); call again to
+        go on from there (the tests of single steps start from such a mid-run state)."""
         p = self.p
         dt = p["step_ms"]
         setup_end = p["setup_ms"] + p["t_sync"]
-        while self.status == "running":
+        while self.status == "running" and self.now < until:
             now = self.now
             step_end = now + dt
             if not self.logging and now >= self.log_start_at:
