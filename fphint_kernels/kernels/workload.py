@@ -35,7 +35,7 @@ from .layout import (
 from .rng import rng_below, rng_exponential, rng_normal, rng_poisson, rng_uniform
 
 
-@jit(inline="always")
+@jit
 def page_write(st, g, p, zero):
     """The guest writes page ``p`` (``zero``: it writes zeros, e.g. ``clear_page``)."""
     g.ver_src[p] += 1
