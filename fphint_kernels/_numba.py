@@ -37,7 +37,10 @@ def jit(func=None, **options):
     return wrap(func) if func is not None else wrap
 
 
-def _kernels_stamp() -> str:
+KERNELS = Path(__file__).parent / "kernels"
+
+
+def _kernels_stamp(folder: Path = KERNELS) -> str:
     """A short hash of the kernels' sources, naming the cache of this version of them.
 
     Numba unpickles a cache index before it checks that the index is stale, so an index
@@ -45,7 +48,7 @@ def _kernels_stamp() -> str:
     (``kernels/layout.py``) would raise instead of being recompiled.
     """
     h = hashlib.sha1()
-    for path in sorted((Path(__file__).parent / "kernels").glob("*.py")):
+    for path in sorted(Path(folder).glob("*.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

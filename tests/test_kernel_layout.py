@@ -3,10 +3,11 @@
 import importlib
 import inspect
 import pkgutil
+import shutil
 
 import fphint_kernels.kernels as K
 from fphint_kernels import variables
-from fphint_kernels._numba import DISPATCHERS
+from fphint_kernels._numba import DISPATCHERS, KERNELS, _kernels_stamp
 from fphint_kernels.kernels import layout as L
 
 
@@ -41,3 +42,12 @@ def test_columns_and_indices_come_from_the_names():
         assert name in variables.SPECS  # every column is a Dataset variable
     assert variables.PAGE_STATES is L.PAGE_STATES
     assert L.NORMAL_RECORD == L.PAGE_SIZE + 8 and L.HINT_PAGES == 1 << L.HINT_ORDER
+
+
+def test_cache_directory_follows_the_kernel_sources(tmp_path):
+    copy = tmp_path / "kernels"
+    shutil.copytree(KERNELS, copy)
+    assert _kernels_stamp(copy) == _kernels_stamp()
+    layout = copy / "layout.py"
+    layout.write_text(layout.read_text().replace("class Guest(", "class GuestMemory("))
+    assert _kernels_stamp(copy) != _kernels_stamp()
