@@ -718,15 +718,19 @@ def _write(ds, out) -> Path:
     return save_dataset(ds, out)
 
 
+def _need_zarr() -> None:
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        raise FphintError("writing Zarr needs the zarr package: pip install zarr") from None
+
+
 def _write_zarr(ds, out: Path) -> Path:
     """Write a Zarr store beside ``out`` and rename it into place (a store is a folder: an
     existing one is moved aside first and removed once the new one is in place)."""
     import shutil
 
-    try:
-        import zarr  # noqa: F401
-    except ImportError:
-        raise FphintError("writing Zarr needs the zarr package: pip install zarr") from None
+    _need_zarr()
     tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     old = out.with_name(f".{out.name}.{os.getpid()}.old")
     try:
@@ -808,6 +812,8 @@ def sweep(
     """
     t0 = time.perf_counter()
     plan = expand(spec)
+    if out is not None and Path(out).suffix == ".zarr":
+        _need_zarr()  # before any work, not after it
     cache = PointCache(cache_dir if cache_dir is not None else default_cache_dir())
     results: dict = {}
     for p in plan.points:

@@ -1,6 +1,7 @@
 """Sweeps on Dask: spec validation, grid expansion, cache keys, runs on local and separately
 started clusters, resume after an interruption, the fphint sweep command."""
 
+import functools
 import json
 import multiprocessing
 import os
@@ -77,6 +78,13 @@ def test_bad_specs_fail_before_any_cluster(spec, words, monkeypatch):
     assert "\n" not in msg
     for w in words:
         assert w in msg
+
+
+def test_zarr_output_needs_zarr_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(sw, "_connect", _no_cluster)
+    monkeypatch.setitem(sys.modules, "zarr", None)  # import zarr fails
+    with pytest.raises(fk.FphintError, match="needs the zarr package"):
+        sw.sweep(SMALL, out=tmp_path / "x.zarr", cache_dir=tmp_path / "c", progress=False)
 
 
 def test_bad_yaml_files(tmp_path):
@@ -258,6 +266,12 @@ def test_worker_enables_the_kernel_cache_once(monkeypatch, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _reference(workload, hint, seed):
+    sc = fk.Scenario(memory="256M", max_bandwidth="1G", workload=workload, hint=hint, seed=seed)
+    return fk.summary(fk.simulate(sc))
+
+
 def _check_small(ds):
     assert ds.sizes == {"workload": 2, "hint": 2, "seed": 2}
     assert list(ds["workload"].values) == ["idle", "fill-free"]
@@ -266,13 +280,7 @@ def _check_small(ds):
     assert ds["ram-transferred"].dtype == np.int64 and ds["total-time"].attrs["units"] == "ms"
     # each point is the summary of its own simulation
     for wl, hint, seed in (("idle", "false", 0), ("fill-free", "true", 1)):
-        one = fk.summary(
-            fk.simulate(
-                fk.Scenario(
-                    memory="256M", max_bandwidth="1G", workload=wl, hint=hint == "true", seed=seed
-                )
-            )
-        )
+        one = _reference(wl, hint == "true", seed)
         pt = ds.sel(workload=wl, hint=hint, seed=seed)
         assert float(pt["total-time"]) == one["total-time"]
         assert int(pt["ram-transferred"]) == one["ram"]["transferred"]
