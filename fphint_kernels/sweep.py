@@ -254,9 +254,11 @@ class Point:
     labels: dict
     scenario: object
     key: str
+    where: str = ""
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.labels.items())
+        """The point as the spec gives it (``memory=256M, hint=true, seed=0``)."""
+        return self.where or ", ".join(f"{k}={v}" for k, v in self.labels.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,6 +352,15 @@ def _label(value):
     if isinstance(value, str):
         return value
     return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
+
+
+def _given(value) -> str:
+    """A spec value as written in YAML (``true``, ``256M``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _normalised(scenario, kind: str, name: str):
@@ -469,9 +480,13 @@ def expand(spec, *, engine: str | None = None) -> SweepPlan:
     for combo in grid_product:
         assignments = base + [(k, n, v) for _, (k, n, v, _) in combo]
         labels = {d: lab for d, (_, (_, _, _, lab)) in zip(dims[:-1], combo, strict=True)}
+        given = ", ".join(
+            f"{key}={_given(v)}"
+            for (key, *_), (_, (_, _, v, _)) in zip(grid_keys, combo, strict=True)
+        )
         kw = _kwargs(assignments, "spec")
         for si, seed in enumerate(seeds):
-            where = "point " + ", ".join(f"{d}={v}" for d, v in {**labels, "seed": seed}.items())
+            where = f"point {given}, seed={seed}" if given else f"point seed={seed}"
             sc = _make_scenario({**kw, "seed": seed}, where)
             points.append(
                 Point(
@@ -479,6 +494,7 @@ def expand(spec, *, engine: str | None = None) -> SweepPlan:
                     labels={**labels, "seed": seed},
                     scenario=sc,
                     key=scenario_key(sc, engine, _file_hashes=memo),
+                    where=where[len("point ") :],
                 )
             )
     varied = {d for d in dims} | {name for _, _, name, _ in grid_keys} | {"seed"}

@@ -64,7 +64,7 @@ def _no_cluster(*args, **kwargs):
         ({"description": 3}, ["description"]),
         (
             {"grid": {"memory": ["256M", "1G"], "workload": ["idle", "kernel-build"]}},
-            ["memory=268435456", "workload=kernel-build", "kernel-build workload needs"],
+            ["point memory=256M, workload=kernel-build, seed=0: memory: the kernel-build"],
         ),
         ("no-such-spec.yaml", ["no such file"]),
         (42, ["spec"]),
