@@ -50,8 +50,7 @@ def add_command(subparsers) -> None:
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-        "(default: a local cluster)",
+        help="address of a running Dask scheduler, e.g. tcp://HOST:8786 (default: a local cluster)",
     )
     p.add_argument(
         "--workers",
