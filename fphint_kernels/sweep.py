@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import time
@@ -635,8 +636,14 @@ def _connect(scheduler, workers):
         raise FphintError(f"workers: a whole number >= 1, got {workers}")
     if scheduler is None:
         n = workers or os.cpu_count() or 2
+        # worker logs below ERROR stay quiet: an interrupted sweep cancels tasks, and each
+        # cancelled task would print a warning under the sweep's own one-line message
         cluster = LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
         )
         try:
             client = Client(cluster)
