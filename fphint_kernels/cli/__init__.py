@@ -12,13 +12,13 @@ import os
 import sys
 
 from ..errors import FphintError
-from . import calibrate, qemu, reproduce, simulate
+from . import calibrate, qemu, reproduce, simulate, sweep
 from .simulate import add_scenario_arguments, scenario_from_args
 
 __all__ = ["COMMANDS", "add_scenario_arguments", "build_parser", "main", "scenario_from_args"]
 
 #: The subcommands, in the order ``fphint --help`` lists them; each module has ``add_command``.
-COMMANDS = (simulate, reproduce, calibrate, qemu)
+COMMANDS = (simulate, reproduce, calibrate, qemu, sweep)
 
 
 class _Parser(argparse.ArgumentParser):
