@@ -9,11 +9,11 @@ Usage::
 What it measures, side by side in one process:
 
 * simulated time / wall time of warm runs (best of ``--repeat``) for the 8 GiB and 128 GiB
-  configurations of the thread: the issue asks >= 100x for 8 GiB (the 8 GiB kernel build at
+  configurations of the thread: the target is >= 100x for 8 GiB (the 8 GiB kernel build at
   400 ms in under 45 ms) and >= 50x for 128 GiB;
 * the engine against ``tests/naive.py:naive_simulate`` (plain Python) on the same scenario:
-  the issue asks >= 30x;
-* bytes of engine state per guest page (the issue asks <= 16) and the process's peak RSS.
+  target >= 30x;
+* bytes of engine state per guest page (target <= 16) and the process's peak RSS.
 """
 
 from __future__ import annotations

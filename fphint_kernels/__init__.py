@@ -7,6 +7,7 @@ virtio-balloon free page hinting (VIRTIO_BALLOON_F_FREE_PAGE_HINT).
 ('completed', 0)
 """
 
+from ._version import __version__
 from .config import (
     FAULTS,
     HINT_RELEASE,
@@ -26,6 +27,7 @@ __all__ = [
     "HostProfile",
     "Scenario",
     "ScenarioError",
+    "__version__",
     "Workload",
     "available_profiles",
     "available_workloads",
@@ -33,13 +35,15 @@ __all__ = [
     "simulate_many",
     "summary",
 ]
-__version__ = "0.1.0"
 
-_SUBMODULES = ("plot", "widgets", "experiments", "calibrate", "analytic", "report", "io", "qemu")
+_SUBMODULES = (
+    "analytic", "calibrate", "experiments", "fitting", "io", "metrics", "plot", "published",
+    "qemu", "report", "sweep", "units", "explorer",
+)  # fmt: skip
 
 
 def __getattr__(name):
-    # ``fk.plot``, ``fk.widgets``... after a plain ``import fphint_kernels as fk``, without
+    # ``fk.plot``, ``fk.explorer``... after a plain ``import fphint_kernels as fk``, without
     # importing matplotlib or ipywidgets for users who never touch them.
     if name in _SUBMODULES:
         import importlib

@@ -14,12 +14,13 @@ Procedure (see ``docs/calibration.md``):
    taken over a fixed list of seeds (common random numbers: every evaluation sees the same guest
    behaviour, so the objective is a deterministic function of the parameters); the optimiser
    minimises ``sum_i r_i**2``.
-3. Search space: the logarithm of each free parameter, within documented bounds.
-4. Optimiser: :func:`scipy.optimize.minimize` with Nelder-Mead (default; robust to the small
-   steps the discrete simulation makes when a round more or less is needed), or
+3. Search space and optimiser: :func:`fphint_kernels.fitting.fit_log_params`, the loop shared
+   with ``fphint qemu fit``: the logarithm of each free parameter within documented bounds,
+   :func:`scipy.optimize.minimize` with Nelder-Mead (default; robust to the small steps the
+   discrete simulation makes when a round more or less is needed), or
    :func:`scipy.optimize.least_squares` (trust region reflective, finite differences with a
    relative step of 5 %).
-5. The fitted profile is written with its provenance: rows, residuals, seeds, optimiser, date,
+4. The fitted profile is written with its provenance: rows, residuals, seeds, optimiser, date,
    starting profile, engine version.
 
 A second profile for the v37 testbed (:func:`derive_testbed_profile`) copies a fitted profile
@@ -28,11 +29,8 @@ same CPU model (v36 / v37), read from the published file.  No v37 migration time
 
 References
 ----------
-.. [1] J. A. Nelder, R. Mead, "A simplex method for function minimization", The Computer Journal
-   7(4), 1965, doi:10.1093/comjnl/7.4.308.
-.. [2] M. A. Branch, T. F. Coleman, Y. Li, "A subspace, interior, and conjugate gradient method
-   for large-scale bound-constrained minimization problems", SIAM J. Sci. Comput. 21(1), 1999
-   (the ``trf`` method of ``least_squares``).
+.. [1] W. Wang, "[PATCH v36 0/5] Virtio-balloon: support free page reporting", 2018-07-20, and
+   "[PATCH v37 0/3] ...", 2018-08-27, https://lkml.org/lkml/2018/8/27/29 (the published rows).
 """
 
 from __future__ import annotations
@@ -41,16 +39,18 @@ import json
 import math
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from ._version import __version__
 from .config import PROFILE_PARAMS, HostProfile, data_dir
 from .errors import FphintError
-from .experiments import FIRST_SEED, Config, load_published
+from .experiments import FIRST_SEED
+from .fitting import BOUNDS, METHODS, fit_log_params
+from .published import Config, load_published, select
 
 __all__ = [
     "BOUNDS",
@@ -60,7 +60,6 @@ __all__ = [
     "derive_testbed_profile",
     "fit_profile",
     "published_targets",
-    "register_cli",
     "simulate_targets",
     "write_profile",
 ]
@@ -71,26 +70,6 @@ __all__ = [
 #: two, so ``normal_page_ns`` alone would have no effect), and the guest's cost of hinting one
 #: 4 MiB block (it sets how fast hints outrun the sender, i.e. the hint rows).
 DEFAULT_FREE = ("zero_page_ns", "link_bytes_per_s", "hint_block_us")
-
-#: Bounds of every parameter that may be freed (physically plausible ranges for a 2016 Xeon).
-BOUNDS = {
-    "zero_page_ns": (50.0, 5000.0),
-    "normal_page_ns": (100.0, 20000.0),
-    "link_bytes_per_s": (1e8, 1e11),
-    "scan_word_ns": (0.1, 50.0),
-    "sync_ns_per_page": (0.05, 50.0),
-    "setup_fixed_ms": (0.1, 500.0),
-    "setup_ns_per_page": (0.05, 100.0),
-    "switchover_fixed_ms": (0.1, 500.0),
-    "hint_block_us": (1.0, 2000.0),
-    "hint_start_ms": (0.01, 100.0),
-    "hint_host_latency_ms": (0.001, 10.0),
-    "zero_fill_ns_per_page": (10.0, 5000.0),
-    "write_fault_ns": (100.0, 50000.0),
-    "cpu_speed": (0.1, 10.0),
-}
-
-METHODS = ("nelder-mead", "least-squares")
 
 
 @dataclass(frozen=True)
@@ -117,11 +96,10 @@ def published_targets(patch_version: str = "v36", path=None) -> list[Target]:
     -------
     list of Target
     """
-    out = []
-    for r in load_published(path):
-        if r["metric"] != "total-time" or r["patch_version"] != patch_version:
-            continue
-        out.append(Target(r["id"], Config.from_row(r), r["mode"] == "hint", r["value"]))
+    out = [
+        Target(r["id"], Config.from_row(r), r["mode"] == "hint", r["value"])
+        for r in select(load_published(path), metric="total-time", patch_version=patch_version)
+    ]
     if not out:
         raise FphintError(f"no published total-time rows for {patch_version!r}")
     return out
@@ -209,8 +187,6 @@ def fit_profile(
     -------
     FitResult
     """
-    from scipy import optimize
-
     free = tuple(free)
     if not free:
         raise FphintError("calibration needs at least one free parameter")
@@ -223,86 +199,49 @@ def fit_profile(
         raise FphintError("seeds and max-evals must be >= 1")
     seed_list = list(range(FIRST_SEED, FIRST_SEED + seeds))
     pub = np.array([t.published_ms for t in targets])
-    lo = np.log([BOUNDS[k][0] for k in free])
-    hi = np.log([BOUNDS[k][1] for k in free])
-    x0 = np.clip(np.log([max(start.params[k], 1e-12) for k in free]), lo, hi)
-    cache: dict = {}
-    history: list = []
+
+    def model(params):
+        sim = simulate_targets(start.with_params(**params), targets, seed_list)
+        return np.log(sim.mean(axis=1) / pub), sim
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=max_evals, desc="calibrate", unit="eval", file=sys.stderr)
 
-    def residuals(x):
-        key = tuple(np.round(x, 12))
-        if key not in cache:
-            x = np.clip(x, lo, hi)
-            prof = start.with_params(**dict(zip(free, np.exp(x), strict=True)))
-            sim = simulate_targets(prof, targets, seed_list)
-            r = np.log(sim.mean(axis=1) / pub)
-            cache[key] = (r, sim)
-            history.append({"params": dict(zip(free, np.exp(x).tolist(), strict=True)),
-                            "objective": float(np.sum(r**2))})  # fmt: skip
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(rms_pct=f"{100 * math.sqrt(np.mean(r**2)):.1f}")
-        return cache[key][0]
+    def on_eval(_calls, r, new):
+        if new and bar is not None:
+            bar.update(1)
+            bar.set_postfix(rms_pct=f"{100 * math.sqrt(np.mean(r**2)):.1f}")
 
-    t0 = time.perf_counter()
     try:
-        if method == "nelder-mead":
-            # initial simplex: +-20 % steps in each parameter, inside the bounds
-            res = optimize.minimize(
-                lambda x: float(np.sum(residuals(x) ** 2)), x0, method="Nelder-Mead",
-                bounds=list(zip(lo, hi, strict=True)),
-                options={"maxfev": max_evals, "xatol": 0.01, "fatol": 1e-4,
-                         "initial_simplex": _simplex(x0, lo, hi)},
-            )  # fmt: skip
-            x_best, nfev, ok, msg = res.x, int(res.nfev), bool(res.success), str(res.message)
-        else:
-            res = optimize.least_squares(
-                residuals, x0, bounds=(lo, hi), method="trf", diff_step=0.05,
-                max_nfev=max_evals, x_scale=1.0,
-            )  # fmt: skip
-            x_best, nfev, ok, msg = res.x, int(res.nfev), bool(res.success), str(res.message)
+        fit = fit_log_params(
+            model, {k: start.params[k] for k in free}, method=method, max_evals=max_evals,
+            on_eval=on_eval,
+        )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
-    x_best = np.clip(x_best, lo, hi)
-    r = residuals(x_best)
-    sim = cache[tuple(np.round(x_best, 12))][1]
-    best = start.with_params(**dict(zip(free, np.exp(x_best), strict=True)))
     return FitResult(
-        profile=best,
+        profile=start.with_params(**fit.params),
         free=free,
         start={k: float(start.params[k]) for k in free},
         targets=targets,
         seeds=seed_list,
-        simulated=sim,
-        residuals_pct=(np.exp(r) - 1.0) * 100.0,
-        objective=float(np.sum(r**2)),
+        simulated=fit.extra,
+        residuals_pct=(np.exp(fit.residuals) - 1.0) * 100.0,
+        objective=fit.objective,
         method=method,
-        nfev=nfev,
-        success=ok,
-        message=msg,
-        wall_time_s=time.perf_counter() - t0,
-        history=history,
+        nfev=fit.nfev,
+        success=fit.success,
+        message=fit.message,
+        wall_time_s=fit.wall_time_s,
+        history=fit.history,
     )
 
 
-def _simplex(x0, lo, hi, step=0.18232155679395462):  # log(1.2)
-    pts = [x0]
-    for i in range(len(x0)):
-        p = x0.copy()
-        p[i] = x0[i] + step if x0[i] + step <= hi[i] else x0[i] - step
-        pts.append(p)
-    return np.array(pts)
-
-
 def _engine_version() -> dict:
-    from . import __version__
-
     out = {"fphint_kernels": __version__}
     try:
         rev = subprocess.run(
@@ -420,9 +359,8 @@ def testbed_speed(reference: str = "v36", target: str = "v37", memory: str = "8G
         the ids of the two rows.
     """
     found = {}
-    for r in load_published(path):
-        if (r["metric"] == "build-time" and r["mode"] == "legacy" and r["guest_ram"] == memory
-                and r["patch_version"] in (reference, target)):  # fmt: skip
+    for r in select(load_published(path), metric="build-time", mode="legacy", guest_ram=memory):
+        if r["patch_version"] in (reference, target):
             found[r["patch_version"]] = r
     if set(found) != {reference, target}:
         raise FphintError(
@@ -521,83 +459,3 @@ def derive_testbed_profile(
         "provenance": prov,
     }
     return _dump(doc, name, out_dir)
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def _cmd_calibrate(args) -> int:
-    free = tuple(s.strip() for s in args.free.split(",") if s.strip())
-    for k in free:
-        if k not in BOUNDS:
-            raise FphintError(f"--free: unknown parameter {k!r} (known: {', '.join(BOUNDS)})")
-    command = (
-        "fphint calibrate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "fphint calibrate"
-    )
-    out = sys.stdout
-    if not args.derive_only:
-        targets = published_targets(args.rows)
-        start = HostProfile.load(args.start)
-        fit = fit_profile(targets, start, free, seeds=args.seeds, method=args.method,
-                          max_evals=args.max_evals, progress=not args.quiet)  # fmt: skip
-        path = write_profile(fit, args.name, args.start, args.out_dir, command)
-        out.write(f"{args.name}: {', '.join(f'{k}={fit.profile.params[k]:.4g}' for k in free)} "
-                  f"({fit.nfev} evaluations, {fit.wall_time_s:.0f} s, {fit.message})\n")  # fmt: skip
-        for t, r, sim in zip(fit.targets, fit.residuals_pct, fit.simulated, strict=True):
-            out.write(f"  {t.row:<40} published {t.published_ms:>9.0f} ms  simulated "
-                      f"{sim.mean():>9.1f} ms  {r:+6.1f} %\n")  # fmt: skip
-        out.write(f"wrote {path}\n")
-    if args.derive:
-        path = derive_testbed_profile(base=args.name, name=args.derive, reference=args.rows,
-                                      target=args.derive, out_dir=args.out_dir,
-                                      command=command,
-                                      scale_link=args.link == "scale")  # fmt: skip
-        speed = json.loads(path.read_text())["params"]["cpu_speed"]
-        out.write(f"{args.derive}: cpu_speed={speed:.4f} (from legacy build times)\nwrote {path}\n")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``fphint calibrate`` to the ``fphint`` command."""
-    p = subparsers.add_parser(
-        "calibrate",
-        help="fit a host profile to published migration times",
-        description="Fit the free parameters of a host profile to published total-time rows "
-        "(default: the four v36 rows) and write data/profiles/NAME.json with its provenance; "
-        "then derive the v37 testbed profile from the legacy build times.",
-    )
-    p.add_argument("--rows", default="v36", help="patch version whose total-time rows are fitted")
-    p.add_argument("--start", default="prior", help="starting profile (default prior)")
-    p.add_argument("--name", default="v36", help="name of the fitted profile (default v36)")
-    p.add_argument(
-        "--free",
-        default=",".join(DEFAULT_FREE),
-        help=f"comma-separated free parameters (default {','.join(DEFAULT_FREE)})",
-    )
-    p.add_argument("--seeds", type=int, default=3, help="seeds per evaluation (default 3)")
-    p.add_argument("--method", choices=METHODS, default="nelder-mead", help="optimiser")
-    p.add_argument("--max-evals", type=int, default=150, help="budget of evaluations (default 150)")
-    p.add_argument(
-        "--derive",
-        default="v37",
-        metavar="NAME",
-        help="also write this testbed profile from NAME's legacy build time "
-        "(default v37; '' to skip)",
-    )
-    p.add_argument(
-        "--link",
-        choices=("scale", "fixed"),
-        default="scale",
-        help="derived profile: scale link_bytes_per_s with cpu_speed (default; the fitted "
-        "stream rate is migration-thread CPU work) or keep it",
-    )
-    p.add_argument(
-        "--derive-only",
-        action="store_true",
-        help="do not fit; only derive --derive from the existing --name profile",
-    )
-    p.add_argument("--out-dir", default=None, help="profiles folder (default data/profiles/)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_calibrate)

@@ -24,39 +24,27 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from .config import HostProfile, Scenario, Workload, available_profiles, data_dir
+from .config import HostProfile, available_profiles
 from .errors import FphintError
 from .kernels.layout import PAGE_SIZE
-from .units import parse_size
+from .metrics import reduction
+from .published import MODES, configurations, fitted_rows, load_published, lookup, published_path
 
 __all__ = [
-    "PUBLISHED_FILE",
-    "Config",
+    "FIRST_SEED",
+    "RUN_FIELDS",
     "build_time_table",
-    "configurations",
     "fast_mode",
-    "load_published",
     "profile_for",
     "reproduce",
-    "row_id",
     "run_scenarios",
     "table",
 ]
 
-#: The published figures, inside ``data/published/``.
-PUBLISHED_FILE = "thread-figures.csv"
-MODES = ("hint", "legacy")
-_COLUMNS = (
-    "source", "url", "patch_version", "date", "guest_ram", "vcpus", "max_bandwidth",
-    "downtime_limit", "workload", "mode", "metric", "value", "unit",
-)  # fmt: skip
-_METRIC_UNITS = {"total-time": "ms", "build-time": "s"}
 #: Seeds of the reproduction: common random numbers, the same for every configuration and mode.
 FIRST_SEED = 1
 
@@ -64,176 +52,6 @@ FIRST_SEED = 1
 def fast_mode() -> bool:
     """True when ``FPHINT_FAST=1`` asks for the quick, small version (tests, notebook CI)."""
     return os.environ.get("FPHINT_FAST", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-# --------------------------------------------------------------------------------------------
-# Published figures
-# --------------------------------------------------------------------------------------------
-
-
-def row_id(row) -> str:
-    """Stable identifier of a published row, e.g. ``v36/8G/2s/idle/hint/total-time``.
-
-    Parameters
-    ----------
-    row : mapping
-        A row of :func:`load_published` (needs ``patch_version``, ``guest_ram``,
-        ``downtime_limit``, ``workload``, ``mode``, ``metric``).
-
-    Returns
-    -------
-    str
-    """
-    keys = ("patch_version", "guest_ram", "downtime_limit", "workload", "mode", "metric")
-    return "/".join(str(row[k]) for k in keys)
-
-
-def load_published(path: str | os.PathLike | None = None) -> list[dict]:
-    """Read and check the published figures.
-
-    Parameters
-    ----------
-    path : path-like, optional
-        CSV file (default ``data/published/thread-figures.csv``, or under ``$FPHINT_DATA``).
-
-    Returns
-    -------
-    list of dict
-        One dict per row with the CSV columns (``value`` as float, ``vcpus`` as int) plus ``id``
-        (:func:`row_id`).
-
-    Raises
-    ------
-    FphintError
-        Missing file, missing column, unknown mode/metric/workload, bad value or unit, or a
-        duplicated row.
-    """
-    import csv
-
-    p = Path(path) if path is not None else data_dir() / "published" / PUBLISHED_FILE
-    if not p.is_file():
-        raise FphintError(f"published figures not found: {p}")
-    with open(p, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise FphintError(f"{p.name}: missing column(s) {', '.join(missing)}")
-        rows = list(reader)
-    out, seen = [], set()
-    for n, r in enumerate(rows, start=2):
-        where = f"{p.name} line {n}"
-        if r["mode"] not in MODES:
-            raise FphintError(f"{where}: mode must be hint or legacy, got {r['mode']!r}")
-        if _METRIC_UNITS.get(r["metric"]) != r["unit"]:
-            raise FphintError(f"{where}: metric {r['metric']!r} with unit {r['unit']!r}")
-        try:
-            value = float(r["value"])
-            vcpus = int(r["vcpus"])
-        except ValueError:
-            raise FphintError(f"{where}: value and vcpus must be numbers") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise FphintError(f"{where}: value must be > 0")
-        Workload.load(r["workload"])  # one-line error for an unknown workload
-        row = dict(r, value=value, vcpus=vcpus)
-        row["id"] = row_id(row)
-        if row["id"] in seen:
-            raise FphintError(f"{where}: duplicate row {row['id']}")
-        seen.add(row["id"])
-        out.append(row)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Configurations
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Config:
-    """One published configuration: both modes of one (source, RAM, downtime, workload)."""
-
-    source: str
-    patch_version: str
-    memory: str
-    downtime_limit: str
-    workload: str
-    vcpus: int
-    max_bandwidth: str
-
-    @classmethod
-    def from_row(cls, row: dict) -> Config:
-        """The configuration of a row of :func:`load_published`."""
-        return cls(
-            source=row["source"], patch_version=row["patch_version"], memory=row["guest_ram"],
-            downtime_limit=row["downtime_limit"], workload=row["workload"], vcpus=row["vcpus"],
-            max_bandwidth=row["max_bandwidth"],
-        )  # fmt: skip
-
-    @property
-    def label(self) -> str:
-        return f"{self.patch_version} {self.memory} {self.downtime_limit} {self.workload}"
-
-    def run_memory(self, fast: bool = False) -> int:
-        """Guest RAM to simulate (bytes).
-
-        Fast mode divides the published RAM by 8, but keeps at least twice what the workload
-        needs (rounded up to a whole GiB), so that free memory is left to hint: the code path is
-        the same, the numbers are not comparable with the published ones.
-        """
-        mem = parse_size(self.memory, what="memory", default_unit="M")
-        if not fast:
-            return mem
-        need = 2 * Workload.load(self.workload).min_memory()
-        gib = 1 << 30
-        return min(mem, max(mem // 8, -(-need // gib) * gib))
-
-    def scenario(self, hint: bool, seed: int, profile: str, fast: bool = False) -> Scenario:
-        """The :class:`~fphint_kernels.Scenario` of this configuration in one mode.
-
-        Settings of the letters: ``migrate_set_speed 100G`` (max-bandwidth), the downtime limit,
-        4 vCPUs, and a 2018 guest kernel (``init_on_alloc`` did not exist: off).
-        """
-        return Scenario(
-            memory=f"{self.run_memory(fast) >> 20}M",  # a bare number would be MiB
-            workload=self.workload,
-            downtime_limit=self.downtime_limit,
-            max_bandwidth=self.max_bandwidth,
-            hint=hint,
-            init_on_alloc=False,
-            vcpus=self.vcpus,
-            profile=profile,
-            seed=seed,
-        )
-
-
-def configurations(rows: list[dict] | None = None) -> list[Config]:
-    """The configurations that have a published migration time, in file order.
-
-    Parameters
-    ----------
-    rows : list of dict, optional
-        Output of :func:`load_published` (default: read it).
-
-    Returns
-    -------
-    list of Config
-    """
-    rows = load_published() if rows is None else rows
-    out: list[Config] = []
-    for r in rows:
-        if r["metric"] != "total-time":
-            continue
-        c = Config.from_row(r)
-        if c not in out:
-            out.append(c)
-    return out
-
-
-def _lookup(rows: list[dict], cfg: Config, mode: str, metric: str) -> dict | None:
-    for r in rows:
-        if r["mode"] == mode and r["metric"] == metric and Config.from_row(r) == cfg:
-            return r
-    return None
 
 
 def profile_for(patch_version: str, profile: str | None = None) -> str:
@@ -258,12 +76,6 @@ def profile_for(patch_version: str, profile: str | None = None) -> str:
             raise FphintError(f"unknown profile {profile!r} (known: {', '.join(known)})")
         return profile
     return patch_version if patch_version in known else "v36"
-
-
-def fitted_rows(profile: str) -> set[str]:
-    """Ids of the published rows the calibration of ``profile`` used (empty if none)."""
-    cal = dict(HostProfile.load(profile).provenance).get("calibration") or {}
-    return set(cal.get("rows", []))
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,14 +210,14 @@ def reproduce(
     for ci, (c, prof) in enumerate(zip(configs, profiles, strict=True)):
         used = fitted_rows(prof)
         for mi, mode in enumerate(MODES):
-            r = _lookup(rows, c, mode, "total-time")
+            r = lookup(rows, c, mode, "total-time")
             if r is not None:
                 pub_t[ci, mi] = r["value"]
                 ids[ci, mi] = r["id"]
                 fitted[ci, mi] = r["id"] in used
             else:
                 ids[ci, mi] = ""
-            b = _lookup(rows, c, mode, "build-time")
+            b = lookup(rows, c, mode, "build-time")
             if b is not None:
                 pub_b[ci, mi] = b["value"]
             analytic[ci, mi] = estimate_scenario(
@@ -453,7 +265,7 @@ def reproduce(
         first_seed=FIRST_SEED,
         fast=int(fast),
         wall_time_s=wall,
-        published_file=str(published or data_dir() / "published" / PUBLISHED_FILE),
+        published_file=str(published or published_path()),
         profiles_json=json.dumps(
             {p: dict(HostProfile.load(p).params) for p in sorted(set(profiles))}, sort_keys=True
         ),
@@ -470,8 +282,8 @@ def _pct(a: float, b: float) -> float:
     return float((a - b) / b * 100.0) if b and math.isfinite(a) and math.isfinite(b) else math.nan
 
 
-def _reduction(hint: float, legacy: float) -> float:
-    return float((1.0 - hint / legacy) * 100.0) if legacy and math.isfinite(hint) else math.nan
+def _reduction_pct(hint: float, legacy: float) -> float:
+    return float(reduction(legacy=legacy, hinted=hint) * 100.0)
 
 
 def _num(v: float, nd: int = 1):
@@ -503,9 +315,9 @@ def table(res: xr.Dataset) -> list[dict]:
         sim_mean = np.nanmean(tt[ci], axis=-1)
         pub = res["published-total-time"].values[ci]
         ana = res["analytic-total-time"].values[ci]
-        red_pub = _reduction(pub[0], pub[1])
-        red_sim = _reduction(sim_mean[0], sim_mean[1])
-        red_ana = _reduction(ana[0], ana[1])
+        red_pub = _reduction_pct(pub[0], pub[1])
+        red_sim = _reduction_pct(sim_mean[0], sim_mean[1])
+        red_ana = _reduction_pct(ana[0], ana[1])
         for mi, mode in enumerate(res["mode"].values):
             runs = tt[ci, mi]
             st = res["status"].values[ci, mi]
@@ -590,60 +402,3 @@ def build_time_table(res: xr.Dataset) -> list[dict]:
             "held-max-gib": _num(held[ci, 0] * PAGE_SIZE / 2**30, 2),
         })  # fmt: skip
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# CLI
-# --------------------------------------------------------------------------------------------
-
-
-def _cmd_reproduce(args) -> int:
-    from .report import write_report
-
-    if args.seeds < 1:
-        raise FphintError(f"--seeds: a whole number >= 1, got {args.seeds}")
-    fast = True if args.fast else None
-    t0 = time.perf_counter()
-    res = reproduce(
-        args.seeds, profile=args.profile, fast=fast, progress=not args.quiet, workers=args.jobs
-    )
-    out = Path(args.out)
-    paths = write_report(res, out, runtime_s=time.perf_counter() - t0)
-    if args.json:
-        sys.stdout.write(json.dumps(table(res), indent=2) + "\n")
-    elif not args.quiet:
-        sys.stdout.write(f"wrote {', '.join(str(p) for p in paths)}\n")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """Add ``fphint reproduce`` to the ``fphint`` command."""
-    p = subparsers.add_parser(
-        "reproduce",
-        help="reproduce every published figure of the thread",
-        description="Run every published configuration of the free page hint thread (v36, v37) "
-        "in both modes over several seeds; write report.md, PNG figures and a netCDF file.",
-    )
-    p.add_argument(
-        "--seeds", type=int, default=5, help="runs per configuration and mode (default 5)"
-    )
-    p.add_argument("--out", default="results", help="output folder (default results/)")
-    p.add_argument(
-        "--profile",
-        default=None,
-        help="host profile for every row (default: v36 rows with v36, v37 rows with v37)",
-    )
-    p.add_argument(
-        "--fast",
-        action="store_true",
-        help="small guests, one seed (also FPHINT_FAST=1): checks the code path only",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="simulations run side by side (default: number of CPUs)",
-    )
-    p.add_argument("--json", action="store_true", help="print the table as JSON records")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_reproduce)

@@ -1,39 +1,116 @@
-"""Reading and writing result Datasets (netCDF4 files through h5netcdf)."""
+"""The netCDF files of the package: simulated runs, reproduction results and measured runs.
+
+One writer, :func:`save_dataset`, and one reader, :func:`load_dataset`, for every Dataset the
+package stores (``fphint simulate --out``, ``reproduction.nc`` of ``fphint reproduce``, the
+measured runs of ``fphint qemu migrate`` and ``fphint qemu campaign``).
+
+* Format: netCDF-4 (HDF5) written by one engine, :data:`ENGINE` (``h5netcdf``, on top of
+  ``h5py``, both dependencies of the package).  netCDF-4 keeps 64-bit integers and strings as
+  they are; booleans, which netCDF has no type for, are stored as ``int8`` (0/1).
+* Atomic: the file is written next to its destination under a temporary name and renamed into
+  place (:func:`os.replace`), so an interrupted write never leaves a truncated file behind.
+* Older files: measured runs written before this module (``data/measurements/``) are netCDF-3
+  files written by scipy, where 64-bit integers were stored as float64 with the variable
+  attribute ``fphint_dtype = "int64"``.  The reader recognises the format by its first bytes,
+  reads netCDF-3 with scipy, and casts such variables back to ``int64`` (missing values: -1).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .errors import FphintError
 
+__all__ = ["ENGINE", "load_dataset", "save_dataset"]
 
-def save_dataset(ds: xr.Dataset, path) -> Path:
-    """Write ``ds`` to ``path`` (netCDF4/HDF5), creating the folder; nothing half-written.
+#: The engine of every file the package writes.
+ENGINE = "h5netcdf"
 
-    The file is written next to its destination and renamed into place, so an interrupted
-    write never leaves a truncated result behind.
+#: First bytes of a netCDF-3 file (classic, 64-bit offset, 64-bit data) and of an HDF5 file.
+_NETCDF3_MAGIC = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` to ``path`` (netCDF-4 through :data:`ENGINE`), creating the folder.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    path : path-like
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    FphintError
+        The folder cannot be created or the file cannot be written (nothing is left behind).
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FphintError(f"cannot create {path.parent}: {exc.strerror}") from None
+    out = ds.copy()
+    for name, v in out.data_vars.items():
+        if v.dtype == bool:
+            out[name] = v.astype("int8")
+    out.attrs = {k: int(v) if isinstance(v, (bool, np.bool_)) else v for k, v in ds.attrs.items()}
     tmp = path.with_name(f".{path.name}.part")
     try:
-        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=True)
-        tmp.replace(path)
+        out.to_netcdf(tmp, engine=ENGINE)
+        os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise FphintError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
-def load_dataset(path) -> xr.Dataset:
-    """Read a Dataset written by :func:`save_dataset` (fully loaded, file closed)."""
+def load_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Read a Dataset written by :func:`save_dataset` (or an older netCDF-3 measured run).
+
+    The Dataset is fully loaded and the file closed.  Text variables come back as ``str``
+    arrays; integer variables stored as floats by the netCDF-3 writer come back as ``int64``.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Raises
+    ------
+    FphintError
+        No such file, or not a netCDF file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FphintError(f"no such file: {path}")
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return ds.load()
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head[:4] in _NETCDF3_MAGIC:
+        engine = "scipy"
+    elif head == _HDF5_MAGIC:
+        engine = ENGINE
+    else:
+        raise FphintError(f"{path}: not a netCDF file")
+    with xr.open_dataset(path, engine=engine) as ds:
+        out = ds.load()
+    for name in list(out.data_vars):
+        v = out[name]
+        if v.attrs.get("fphint_dtype") == "int64":
+            attrs = {k: a for k, a in v.attrs.items() if k != "fphint_dtype"}
+            out[name] = v.fillna(-1).astype("i8")
+            out[name].attrs = attrs
+        elif v.dtype.kind in "SUO":
+            out[name] = v.astype(str)
+    return out

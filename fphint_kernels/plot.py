@@ -2,7 +2,7 @@
 
 Each function takes the :class:`xarray.Dataset` of one run (or a legacy and a hinting run) and
 draws on a Matplotlib ``Axes`` it is given, or on a new figure.  Nothing here simulates: the
-notebooks and :mod:`fphint_kernels.widgets` call :func:`fphint_kernels.simulate` and pass the
+notebooks and :mod:`fphint_kernels.explorer` call :func:`fphint_kernels.simulate` and pass the
 results in.  Functions that draw several panels take a ``fig`` instead of an ``ax`` so that the
 explorer can render into a ``matplotlib.figure.Figure`` off the main thread (no pyplot state).
 
@@ -15,6 +15,18 @@ Pictures
 :func:`race`              the hint worker and the sender as two cursors over the address space
 :func:`rounds`            per round: pages pending after the sync against the threshold
 :func:`explorer_figure`   the four panels the explorer shows
+
+Results
+-------
+:func:`compare`                  a few scalar results of named runs, as bars
+:func:`table`                    the same as a table
+:func:`published_vs_simulated`   the reproduction: published and simulated total-time
+:func:`reproduction_reductions`  the reproduction: reduction by hinting, three ways
+:func:`reproduction_errors`      the reproduction: error of every row, fitted vs predicted
+:func:`measured_vs_simulated`    real QEMU migrations against the simulator, field by field
+
+Sizes and times on axes and in labels come from :mod:`fphint_kernels.units`
+(``format_bytes``, ``format_ms``, ``size_unit``, ``time_unit``, also reachable from here).
 """
 
 from __future__ import annotations
@@ -25,6 +37,14 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from .kernels.layout import NORMAL_RECORD, PAGE_SIZE
+from .units import format_bytes, format_ms, size_unit, time_unit
+
+__all__ = [
+    "compare", "explorer_figure", "format_bytes", "format_ms", "measured_vs_simulated",
+    "memory_picture", "page_map", "page_map_rgb", "page_map_rounds", "published_vs_simulated",
+    "race", "reproduction_errors", "reproduction_reductions", "rounds", "size_unit", "table",
+    "time_unit", "timeline", "use_style",
+]  # fmt: skip
 
 STYLE = Path(__file__).with_name("fphint.mplstyle")
 
@@ -77,59 +97,6 @@ def _figure(fig=None, **fig_kw):
     import matplotlib.pyplot as plt
 
     return plt.figure(**fig_kw)
-
-
-def size_unit(nbytes: float) -> tuple[float, str]:
-    """A binary unit that suits ``nbytes``: (divisor, name).
-
-    Examples
-    --------
-    >>> size_unit(8 << 30)
-    (1073741824, 'GiB')
-    >>> size_unit(300 << 20)
-    (1048576, 'MiB')
-    """
-    for shift, name in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
-        if nbytes >= 1 << shift:
-            return 1 << shift, name
-    return 1, "B"
-
-
-def time_unit(t_ms: float) -> tuple[float, str]:
-    """Milliseconds up to 10 s, seconds above: (divisor from ms, name).
-
-    Examples
-    --------
-    >>> time_unit(350.0)
-    (1.0, 'ms')
-    >>> time_unit(12345.0)
-    (1000.0, 's')
-    """
-    return (1000.0, "s") if t_ms > 10_000 else (1.0, "ms")
-
-
-def format_bytes(nbytes: float) -> str:
-    """``"1.50 GiB"``-style text.
-
-    Examples
-    --------
-    >>> format_bytes(3 << 29)
-    '1.50 GiB'
-    """
-    div, unit = size_unit(nbytes)
-    return f"{nbytes / div:.2f} {unit}" if div > 1 else f"{nbytes:.0f} B"
-
-
-def format_ms(t_ms: float) -> str:
-    """``"350 ms"`` or ``"12.35 s"``.
-
-    Examples
-    --------
-    >>> format_ms(350.2), format_ms(12345)
-    ('350 ms', '12.35 s')
-    """
-    div, unit = time_unit(t_ms)
-    return f"{t_ms:.0f} ms" if div == 1 else f"{t_ms / div:.2f} s"
 
 
 def _memory_bytes(ds) -> float:
@@ -640,6 +607,190 @@ def rounds(ds, ax=None, legend: bool = True):
     return ax
 
 
+# ---- the reproduction and the QEMU comparison ------------------------------------------------
+
+_MODE_COLOURS = {"hint": "tab:blue", "legacy": "tab:orange"}
+
+
+def published_vs_simulated(res, ax=None):
+    """Grouped bars: published and simulated total-time of every configuration and mode.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Output of :func:`fphint_kernels.experiments.reproduce`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    ax = _axes(ax, figsize=(10, 4.8))
+    fig = ax.figure
+    labels = [str(c) for c in res["config"].values]
+    x = np.arange(len(labels))
+    width = 0.2
+    sim = res["total-time"]
+    for k, mode in enumerate(res["mode"].values):
+        pub = res["published-total-time"].sel(mode=mode).values
+        mean = sim.sel(mode=mode).mean("seed").values
+        lo = np.maximum(mean - sim.sel(mode=mode).min("seed").values, 0.0)
+        hi = np.maximum(sim.sel(mode=mode).max("seed").values - mean, 0.0)
+        off = (k - 1) * 2 * width
+        colour = _MODE_COLOURS.get(str(mode), None)
+        ax.bar(
+            x + off,
+            pub,
+            width,
+            color=colour,
+            alpha=0.45,
+            edgecolor=colour,
+            label=f"{mode}: published",
+        )
+        ax.bar(x + off + width, mean, width, color=colour, yerr=[lo, hi], capsize=3,
+               label=f"{mode}: simulated (mean, min-max)")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xticks(x - width / 2, labels, rotation=15, ha="right")
+    ax.set_ylabel("live migration time, total-time (ms)")
+    ax.set_xlabel("configuration (patch version, guest RAM, downtime limit, workload)")
+    ax.set_title("Published vs simulated migration time")
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def reproduction_reductions(res, ax=None):
+    """Bars: reduction of total-time by hinting, published vs simulated vs analytic.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Output of :func:`fphint_kernels.experiments.reproduce`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .experiments import table as reproduction_table
+
+    ax = _axes(ax, figsize=(10, 4.2))
+    fig = ax.figure
+    rows = [r for r in reproduction_table(res) if r["hint"]]
+    labels = [r["config"] for r in rows]
+    x = np.arange(len(labels))
+    width = 0.27
+    for k, (key, name) in enumerate((
+        ("published-reduction-pct", "published"),
+        ("simulated-reduction-pct", "simulated"),
+        ("analytic-reduction-pct", "analytic (geometric model)"),
+    )):  # fmt: skip
+        vals = [np.nan if r[key] is None else r[key] for r in rows]
+        ax.bar(x + (k - 1) * width, vals, width, label=name)
+    ax.set_xticks(x, labels, rotation=15, ha="right")
+    ax.set_ylabel("reduction of total-time by hinting (%)")
+    ax.set_xlabel("configuration (patch version, guest RAM, downtime limit, workload)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Reduction hint vs legacy: 1 - total-time(hint) / total-time(legacy)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def reproduction_errors(res, ax=None):
+    """Error of every simulated row against the published one, fitted vs predicted.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Output of :func:`fphint_kernels.experiments.reproduce`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .experiments import table as reproduction_table
+
+    ax = _axes(ax, figsize=(10, 4.2))
+    fig = ax.figure
+    rows = reproduction_table(res)
+    y = np.arange(len(rows))
+    err = [np.nan if r["error-pct"] is None else r["error-pct"] for r in rows]
+    ana = [np.nan if r["analytic-error-pct"] is None else r["analytic-error-pct"] for r in rows]
+    colours = ["tab:green" if r["fitted"] else "tab:purple" for r in rows]
+    ax.barh(y, err, color=colours, height=0.6)
+    ax.plot(ana, y, "kx", label="analytic (geometric model)")
+    for tol, style in ((10, ":"), (15, "--")):
+        ax.axvline(tol, color="grey", ls=style, lw=0.8)
+        ax.axvline(-tol, color="grey", ls=style, lw=0.8)
+    ax.set_yticks(y, [f"{r['config']} {'hint' if r['hint'] else 'legacy'}" for r in rows],
+                  fontsize="small")  # fmt: skip
+    ax.set_xlabel("error of total-time vs published (%)  [green: fitted, purple: predicted]")
+    ax.set_ylabel("published row")
+    lim = np.nanmax(np.abs(np.concatenate([err, ana, [20.0]])))
+    ax.set_xlim(-min(lim * 1.1, 100), min(lim * 1.1, 300))
+    ax.invert_yaxis()
+    ax.legend(fontsize="small")
+    ax.set_title("Errors (dotted: 10 %, dashed: 15 %)")
+    fig.tight_layout()
+    return fig
+
+
+def measured_vs_simulated(table, fields=("ram-duplicate", "ram-normal", "ram-transferred",
+                                         "dirty-sync-count", "total-time", "downtime")):  # fmt: skip
+    """Measured (x) vs simulated (y), one panel per field; hint on/off and fit/held-out marked.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Output of :func:`fphint_kernels.qemu.compare.compare`.
+    fields : sequence of str
+        ``query-migrate`` fields, one panel each; the grey band is the target of
+        :data:`fphint_kernels.qemu.compare.TARGETS` where there is one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .qemu.compare import TARGETS
+
+    n = len(fields)
+    cols = 3
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4 * cols, 3.6 * ((n + 2) // 3)))
+    axes = np.atleast_1d(axes).ravel()
+    for ax, f in zip(axes, fields, strict=False):
+        for hint, color in ((True, "C0"), (False, "C3")):
+            for held, marker in ((True, "o"), (False, "x")):
+                t = table[(table["hint"] == hint) & (table["held_out"] == held)]
+                if len(t):
+                    ax.scatter(t[f"m:{f}"], t[f"s:{f}"], c=color, marker=marker, s=22,
+                               label=f"{'hint' if hint else 'legacy'}{'' if held else ' (fit)'}")  # fmt: skip
+        v = pd.concat([table[f"m:{f}"], table[f"s:{f}"]]).replace([np.inf, -np.inf], np.nan)
+        v = v.dropna()
+        if len(v):
+            lo, hi = max(float(v[v > 0].min()) if (v > 0).any() else 1.0, 1e-3), float(v.max())
+            xs = np.array([lo, hi])
+            ax.plot(xs, xs, "k-", lw=0.8)
+            tgt = TARGETS.get(f)
+            if tgt:
+                ax.fill_between(xs, xs * (1 - tgt), xs * (1 + tgt), color="0.85", zorder=0)
+            if hi / lo > 20:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+        ax.set_title(f)
+        ax.set_xlabel("measured")
+        ax.set_ylabel("simulated")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def compare(runs, keys=("total-time", "downtime", "ram-transferred"), fig=None):
     """Bar charts of a few scalar results for named runs, one panel per result.
 
@@ -736,7 +887,9 @@ def _reset_axes(ax) -> None:
     ax.set_autoscale_on(True)
 
 
-def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = True):
+def explorer_figure(
+    legacy, hinted, shown=None, fig=None, with_page_map: bool = True, annotate: bool = True
+):
     """The explorer's picture: timeline of both modes, the race and the page map of one run.
 
     Parameters
@@ -750,6 +903,10 @@ def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = 
     with_page_map : bool
         Add :func:`page_map` of ``shown`` as a bottom row (the explorer draws it as a separate
         image instead, which is faster).
+    annotate : bool
+        Titles and legends in the figure.  Without them (the explorer shows them as HTML beside
+        the image: text is most of the drawing time) the axes take the whole width; the
+        legend entries stay readable from ``ax.get_legend_handles_labels()``.
 
     Returns
     -------
@@ -763,40 +920,54 @@ def explorer_figure(legacy, hinted, shown=None, fig=None, with_page_map: bool = 
     rows = 3 if with_page_map else 2
     fig = _figure(fig, figsize=(11, 2.5 * rows))
     shown = hinted if shown is None else shown
+    layout = (rows, bool(annotate))
     axes = getattr(fig, "_fphint_explorer_axes", None)
-    if axes is not None and len(axes) == rows + 1 and all(ax.figure is fig for ax in axes):
+    if (
+        axes is not None
+        and getattr(fig, "_fphint_explorer_layout", None) == layout
+        and all(ax.figure is fig for ax in axes)
+    ):
         # drawn before: keep the axes (their spines, ticks and labels) and replace the data;
         # building the axes is a third of the drawing time the explorer pays per update
         for ax in axes:
             _reset_axes(ax)
     else:
         fig.clear()
-        # fixed margins for the fixed figure size: a layout engine would double the drawing
-        # time
+        # fixed margins for the fixed figure size (a layout engine would double the drawing
+        # time): the timeline on the left (pending over sent, one time axis), the race on the
+        # right, the page map below; the race's legend to the right of its axes
         fig.set_layout_engine("none")
         gs = fig.add_gridspec(
             rows,
             2,
-            left=0.08,
-            right=0.83,
+            left=0.07,
+            right=0.83 if annotate else 0.99,
             bottom=0.2 / rows,
-            top=1 - 0.12 / rows,
-            hspace=0.6,
-            wspace=0.25,
+            top=1 - (0.12 if annotate else 0.04) / rows,
+            hspace=0.12 if not with_page_map else 0.5,
+            wspace=0.25 if annotate else 0.16,
+            width_ratios=(3, 2),
+            height_ratios=(1, 1, 1.2)[:rows],
         )
-        axes = [fig.add_subplot(gs[0, :]), fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[1, 1])]
+        ax_p = fig.add_subplot(gs[0, 0])
+        ax_b = fig.add_subplot(gs[1, 0], sharex=ax_p)
+        ax_p.tick_params(labelbottom=False)
+        axes = [ax_p, ax_b, fig.add_subplot(gs[0:2, 1])]
         if with_page_map:
             axes.append(fig.add_subplot(gs[2, :]))
         fig._fphint_explorer_axes = axes
+        fig._fphint_explorer_layout = layout
     ax_p, ax_b, ax_r = axes[:3]
     timeline(legacy, hinted, axes=(ax_p, ax_b))
-    ax_p.set_title("pending pages (top) and bytes sent (left); dotted: syncs; dashed: VM stopped")
-    ax_p.set_xlabel(ax_b.get_xlabel())
-    ax_b.set_title("")
-    ax_p.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     race(shown, ax=ax_r, legend=False)
-    ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
-    ax_r.set_title(f"the race, {_label(shown, 'run')}")
+    if annotate:
+        ax_p.set_title("over time (dotted: bitmap syncs; dashed: VM stopped)")
+        ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
+        ax_r.set_title(f"the race, {_label(shown, 'run')}")
+    else:
+        ax_p.get_legend().remove()
+        ax_p.set_title("")
+        ax_r.set_title("")
     # fewer ticks: tick labels are most of the drawing time, which the explorer pays per update
     for ax in (ax_p, ax_b, ax_r):
         ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))

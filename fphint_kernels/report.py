@@ -1,13 +1,16 @@
 """The reproduction report: ``report.md``, PNG figures and netCDF from :func:`experiments.reproduce`.
 
-Also the figures and the ipywidgets control of ``notebooks/01_reproduce_the_thread.ipynb``
-(notebooks hold no code of their own).
+Also the tables and the ipywidgets control of ``notebooks/01_reproduce_the_thread.ipynb``
+(notebooks hold no code of their own).  The figures are in :mod:`fphint_kernels.plot`
+(:func:`~fphint_kernels.plot.published_vs_simulated`,
+:func:`~fphint_kernels.plot.reproduction_reductions`,
+:func:`~fphint_kernels.plot.reproduction_errors`), the netCDF file is written by
+:func:`fphint_kernels.io.save_dataset`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,28 +19,21 @@ import xarray as xr
 
 from . import plot
 from .experiments import build_time_table, table
+from .io import save_dataset
+from .published import calibration_of
+from .units import format_number, parse_size
 
 __all__ = [
+    "TOLERANCE_PCT",
     "build_time_frame",
     "markdown_report",
-    "plot_errors",
-    "plot_published_vs_simulated",
-    "plot_reductions",
     "reproduction_widget",
-    "save_netcdf",
     "table_frame",
     "write_report",
 ]
 
-_MODE_COLOURS = {"hint": "tab:blue", "legacy": "tab:orange"}
-#: Targets of issue 3: fitted rows within 10 %, predicted rows within 15 %.
+#: Targets of the reproduction: fitted rows within 10 %, predicted rows within 15 %.
 TOLERANCE_PCT = {True: 10.0, False: 15.0}
-
-
-def _fmt(v, nd=0, suffix=""):
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    return f"{v:,.{nd}f}{suffix}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,192 +82,23 @@ def build_time_frame(res: xr.Dataset):
 
 
 # --------------------------------------------------------------------------------------------
-# Figures
+# report.md
 # --------------------------------------------------------------------------------------------
-
-
-def _figure(ax, size):
-    """The figure and axes to draw on: ``ax`` and its figure, or a new figure of ``size``."""
-    if ax is not None:
-        return ax.figure, ax
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=size)
-
-
-def plot_published_vs_simulated(res: xr.Dataset, ax=None):
-    """Grouped bars: published and simulated total-time of every configuration and mode.
-
-    Parameters
-    ----------
-    res : xarray.Dataset
-        Output of :func:`fphint_kernels.experiments.reproduce`.
-    ax : matplotlib.axes.Axes, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    fig, ax = _figure(ax, (10, 4.8))
-    labels = [str(c) for c in res["config"].values]
-    x = np.arange(len(labels))
-    width = 0.2
-    sim = res["total-time"]
-    for k, mode in enumerate(res["mode"].values):
-        pub = res["published-total-time"].sel(mode=mode).values
-        mean = sim.sel(mode=mode).mean("seed").values
-        lo = np.maximum(mean - sim.sel(mode=mode).min("seed").values, 0.0)
-        hi = np.maximum(sim.sel(mode=mode).max("seed").values - mean, 0.0)
-        off = (k - 1) * 2 * width
-        colour = _MODE_COLOURS.get(str(mode), None)
-        ax.bar(
-            x + off,
-            pub,
-            width,
-            color=colour,
-            alpha=0.45,
-            edgecolor=colour,
-            label=f"{mode}: published",
-        )
-        ax.bar(x + off + width, mean, width, color=colour, yerr=[lo, hi], capsize=3,
-               label=f"{mode}: simulated (mean, min-max)")  # fmt: skip
-    ax.set_yscale("log")
-    ax.set_xticks(x - width / 2, labels, rotation=15, ha="right")
-    ax.set_ylabel("live migration time, total-time (ms)")
-    ax.set_xlabel("configuration (patch version, guest RAM, downtime limit, workload)")
-    ax.set_title("Published vs simulated migration time")
-    ax.legend(fontsize="small", ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def plot_reductions(res: xr.Dataset, ax=None):
-    """Bars: reduction of total-time by hinting, published vs simulated vs analytic.
-
-    Parameters
-    ----------
-    res : xarray.Dataset
-        Output of :func:`fphint_kernels.experiments.reproduce`.
-    ax : matplotlib.axes.Axes, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    fig, ax = _figure(ax, (10, 4.2))
-    rows = [r for r in table(res) if r["hint"]]
-    labels = [r["config"] for r in rows]
-    x = np.arange(len(labels))
-    width = 0.27
-    for k, (key, name) in enumerate((
-        ("published-reduction-pct", "published"),
-        ("simulated-reduction-pct", "simulated"),
-        ("analytic-reduction-pct", "analytic (geometric model)"),
-    )):  # fmt: skip
-        vals = [np.nan if r[key] is None else r[key] for r in rows]
-        ax.bar(x + (k - 1) * width, vals, width, label=name)
-    ax.set_xticks(x, labels, rotation=15, ha="right")
-    ax.set_ylabel("reduction of total-time by hinting (%)")
-    ax.set_xlabel("configuration (patch version, guest RAM, downtime limit, workload)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Reduction hint vs legacy: 1 - total-time(hint) / total-time(legacy)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
-
-
-def plot_errors(res: xr.Dataset, ax=None):
-    """Error of every simulated row against the published one, fitted vs predicted.
-
-    Parameters
-    ----------
-    res : xarray.Dataset
-        Output of :func:`fphint_kernels.experiments.reproduce`.
-    ax : matplotlib.axes.Axes, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    fig, ax = _figure(ax, (10, 4.2))
-    rows = table(res)
-    y = np.arange(len(rows))
-    err = [np.nan if r["error-pct"] is None else r["error-pct"] for r in rows]
-    ana = [np.nan if r["analytic-error-pct"] is None else r["analytic-error-pct"] for r in rows]
-    colours = ["tab:green" if r["fitted"] else "tab:purple" for r in rows]
-    ax.barh(y, err, color=colours, height=0.6)
-    ax.plot(ana, y, "kx", label="analytic (geometric model)")
-    for tol, style in ((10, ":"), (15, "--")):
-        ax.axvline(tol, color="grey", ls=style, lw=0.8)
-        ax.axvline(-tol, color="grey", ls=style, lw=0.8)
-    ax.set_yticks(y, [f"{r['config']} {'hint' if r['hint'] else 'legacy'}" for r in rows],
-                  fontsize="small")  # fmt: skip
-    ax.set_xlabel("error of total-time vs published (%)  [green: fitted, purple: predicted]")
-    ax.set_ylabel("published row")
-    lim = np.nanmax(np.abs(np.concatenate([err, ana, [20.0]])))
-    ax.set_xlim(-min(lim * 1.1, 100), min(lim * 1.1, 300))
-    ax.invert_yaxis()
-    ax.legend(fontsize="small")
-    ax.set_title("Errors (dotted: 10 %, dashed: 15 %)")
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
-
-
-def save_netcdf(res: xr.Dataset, path: str | Path) -> Path:
-    """Write the reproduction Dataset to netCDF (see :func:`netcdf_engine`); booleans become int8.
-
-    Parameters
-    ----------
-    res : xarray.Dataset
-    path : path-like
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    out = res.copy()
-    for k, v in out.data_vars.items():
-        if v.dtype == bool:
-            out[k] = v.astype("int8")
-    path = Path(path)
-    out.to_netcdf(path, engine=netcdf_engine())
-    return path
-
-
-def netcdf_engine() -> str | None:
-    """The first netCDF backend that can be imported: netCDF4, then h5netcdf (needs h5py).
-
-    Returns
-    -------
-    str or None
-        ``None`` lets xarray choose (scipy writes netCDF3).
-    """
-    import importlib.util
-
-    for engine, module in (("netcdf4", "netCDF4"), ("h5netcdf", "h5py")):
-        if importlib.util.find_spec(module) is not None:
-            return engine
-    return None
 
 
 def _row_line(r: dict) -> str:
-    sim = f"{_fmt(r['simulated-ms'])} ± {_fmt(r['simulated-sd-ms'])}"
+    sim = f"{format_number(r['simulated-ms'])} ± {format_number(r['simulated-sd-ms'])}"
     if r["seeds"] > 1:
-        sim += f" ({_fmt(r['simulated-min-ms'])}-{_fmt(r['simulated-max-ms'])})"
+        sim += f" ({format_number(r['simulated-min-ms'])}-{format_number(r['simulated-max-ms'])})"
     tol = TOLERANCE_PCT[r["fitted"]]
     err = r["error-pct"]
     ok = "" if err is None else (" ✓" if abs(err) <= tol else " ✗")
     return (
         f"| {r['config']} | {'hint' if r['hint'] else 'legacy'} | {r['profile']} "
-        f"| {'**fitted**' if r['fitted'] else 'predicted'} | {_fmt(r['published-ms'])} | {sim} "
-        f"| {_fmt(err, 1, ' %')}{ok} | {_fmt(r['analytic-ms'])} | {_fmt(r['analytic-error-pct'], 1, ' %')} "
-        f"| {_fmt(r['published-reduction-pct'], 0, ' %')} | {_fmt(r['simulated-reduction-pct'], 0, ' %')} "
-        f"| {_fmt(r['analytic-reduction-pct'], 0, ' %')} | {r['completed']}/{r['seeds']} | {r['lost-pages']} |"
+        f"| {'**fitted**' if r['fitted'] else 'predicted'} | {format_number(r['published-ms'])} | {sim} "
+        f"| {format_number(err, 1, ' %')}{ok} | {format_number(r['analytic-ms'])} | {format_number(r['analytic-error-pct'], 1, ' %')} "
+        f"| {format_number(r['published-reduction-pct'], 0, ' %')} | {format_number(r['simulated-reduction-pct'], 0, ' %')} "
+        f"| {format_number(r['analytic-reduction-pct'], 0, ' %')} | {r['completed']}/{r['seeds']} | {r['lost-pages']} |"
     )
 
 
@@ -360,8 +187,8 @@ def markdown_report(res: xr.Dataset, runtime_s: float | None = None, figures=())
     lines.append(f"- Same order: {'yes' if same else 'no'}.")
     heads = _headline_order(rows)
     if heads:
-        lines.append(f"- The four cases of the issue (8G idle, 8G build, 128G idle, 128G build, "
-                     f"v37 at 400 ms): published {heads[0]}, simulated {heads[1]}: "
+        lines.append(f"- The four headline cases of the v37 letter (8G idle, 8G build, 128G idle, "
+                     f"128G build, at 400 ms): published {heads[0]}, simulated {heads[1]}: "
                      f"{'same order' if heads[0] == heads[1] else 'DIFFERENT order'}.")  # fmt: skip
 
     bt = build_time_table(res)
@@ -381,12 +208,12 @@ def markdown_report(res: xr.Dataset, runtime_s: float | None = None, figures=())
         ]
         for b in bt:
             lines.append(
-                f"| {b['config']} | {_fmt(b['published-hint-s'])} | {_fmt(b['published-legacy-s'])} "
-                f"| {_fmt(b['published-diff-s'])} | {_fmt(b['overhead-hint-ms'], 1)} / "
-                f"{_fmt(b['overhead-legacy-ms'], 1)} | {_fmt(b['slowdown-hint-s'], 3)} / "
-                f"{_fmt(b['slowdown-legacy-s'], 3)} | {_fmt(b['predicted-diff-s'], 3)} "
-                f"| {_fmt(b['predicted-hint-s'], 1)} | {_fmt(b['error-pct'], 1, ' %')} "
-                f"| {_fmt(b['held-max-gib'], 2)} |"
+                f"| {b['config']} | {format_number(b['published-hint-s'])} | {format_number(b['published-legacy-s'])} "
+                f"| {format_number(b['published-diff-s'])} | {format_number(b['overhead-hint-ms'], 1)} / "
+                f"{format_number(b['overhead-legacy-ms'], 1)} | {format_number(b['slowdown-hint-s'], 3)} / "
+                f"{format_number(b['slowdown-legacy-s'], 3)} | {format_number(b['predicted-diff-s'], 3)} "
+                f"| {format_number(b['predicted-hint-s'], 1)} | {format_number(b['error-pct'], 1, ' %')} "
+                f"| {format_number(b['held-max-gib'], 2)} |"
             )
         pred = max(abs(b["predicted-diff-s"]) for b in bt if b["predicted-diff-s"] is not None)
         pub = [abs(b["published-diff-s"]) for b in bt if b["published-diff-s"]]
@@ -419,11 +246,9 @@ def markdown_report(res: xr.Dataset, runtime_s: float | None = None, figures=())
 def _rows_used(res: xr.Dataset) -> list[str]:
     """Which published rows each profile used (from its provenance), so the reader sees what
     was fitted and what is predicted."""
-    from .config import HostProfile
-
     out = []
     for name in sorted(set(str(p) for p in res["profile"].values)):
-        cal = dict(HostProfile.load(name).provenance).get("calibration") or {}
+        cal = calibration_of(name)
         rows = cal.get("rows", [])
         speed = cal.get("cpu_speed_rows", [])
         line = f"- `{name}`: "
@@ -474,8 +299,8 @@ def _discussion(rows: list[dict]) -> list[str]:
             way = "too slow" if r["error-pct"] > 0 else "too fast"
             out.append(
                 f"- {r['config']} {'hint' if r['hint'] else 'legacy'} ({kind}): simulated "
-                f"{_fmt(r['simulated-ms'])} ms vs published {_fmt(r['published-ms'])} ms "
-                f"({r['error-pct']:+.1f} %, {way}); analytic {_fmt(r['analytic-error-pct'], 1, ' %')}."
+                f"{format_number(r['simulated-ms'])} ms vs published {format_number(r['published-ms'])} ms "
+                f"({r['error-pct']:+.1f} %, {way}); analytic {format_number(r['analytic-error-pct'], 1, ' %')}."
             )
     if not out:
         out.append("- Every row is within its target.")
@@ -491,8 +316,6 @@ def _discussion(rows: list[dict]) -> list[str]:
 
 
 def _gib(r: dict) -> float:
-    from .units import parse_size
-
     return parse_size(r["memory"], what="memory", default_unit="M") / 2**30
 
 
@@ -556,12 +379,12 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot.use_style()
-    written = [save_netcdf(res, out / "reproduction.nc")]
+    written = [save_dataset(res, out / "reproduction.nc")]
     figures = []
     for name, fn in (
-        ("total-time.png", plot_published_vs_simulated),
-        ("reductions.png", plot_reductions),
-        ("errors.png", plot_errors),
+        ("total-time.png", plot.published_vs_simulated),
+        ("reductions.png", plot.reproduction_reductions),
+        ("errors.png", plot.reproduction_errors),
     ):
         fig = fn(res)
         fig.savefig(out / name, dpi=110)
@@ -617,10 +440,10 @@ def reproduction_widget(seeds: int = 3, profile: str | None = None, fast: bool |
         res = reproduce(nseeds.value, profile=prof.value, fast=fast, progress=False)
         out.clear_output(wait=True)
         with out:
-            fig = plot_published_vs_simulated(res)
+            fig = plot.published_vs_simulated(res)
             display(fig)
             plt.close(fig)
-            fig = plot_reductions(res)
+            fig = plot.reproduction_reductions(res)
             display(fig)
             plt.close(fig)
         status.value = f"done: {res.attrs['seeds']} seed(s), {res.attrs['wall_time_s']:.1f} s"

@@ -354,7 +354,9 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     attrs = scenario.to_attrs()
     attrs.update({f"profile_{k}": float(v) for k, v in profile.params.items()})
     attrs["profile_name"] = profile.name
-    attrs["engine"] = "fphint_kernels 0.1.0"
+    from ._version import __version__
+
+    attrs["engine"] = f"fphint_kernels {__version__}"
     attrs["state_bytes_per_page"] = rn.state_bytes() / rn.n
     attrs["note_last_round"] = "the last round is stop-and-copy (VM stopped)" if completed else ""
     ds = make_dataset(data, coords=coords, attrs=attrs)

@@ -1,9 +1,14 @@
-"""Parsing of sizes, bandwidths and durations the way QEMU users write them.
+"""Sizes, bandwidths, durations and switches: parsed the way QEMU users write them, and
+formatted for people.
 
 Sizes use binary suffixes like QEMU's ``qemu_strtosz`` (``K``/``M``/``G``/``T``, optional ``B``
 or ``iB``): ``8G`` is 8 GiB and ``migrate_set_speed 100G`` is 100 GiB/s.  A bare number is bytes,
 except for guest memory where, as with ``qemu-system -m``, it means MiB.  Durations take ``us``,
 ``ms``, ``s`` or ``min``; a bare number is milliseconds, the unit of QMP's ``downtime-limit``.
+Switches take ``on``/``off`` (also ``yes``/``no``, ``true``/``false``, ``1``/``0``).
+
+The ``format_*`` functions (and :func:`size_unit`, :func:`time_unit`) are the text of every
+figure, table and report of the package.
 """
 
 from __future__ import annotations
@@ -96,10 +101,96 @@ def parse_fraction(value, *, what: str = "fraction") -> float:
     return f
 
 
-def format_size(nbytes: float) -> str:
-    """Format bytes with a binary suffix, e.g. ``8 GiB``."""
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if abs(nbytes) >= (1 << shift):
-            v = nbytes / (1 << shift)
-            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.1f} {unit}"
-    return f"{nbytes:.0f} B"
+def parse_on_off(value, *, what: str = "") -> bool:
+    """Parse an ``on|off`` switch (``yes``/``no``, ``true``/``false``, ``1``/``0``, a bool).
+
+    Parameters
+    ----------
+    value : str or bool
+    what : str
+        Name used in the error message (e.g. ``"--hint"``); none by default.
+
+    Examples
+    --------
+    >>> parse_on_off("on"), parse_on_off("OFF"), parse_on_off(True)
+    (True, False, True)
+    """
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in ("on", "yes", "true", "1"):
+        return True
+    if s in ("off", "no", "false", "0"):
+        return False
+    raise ScenarioError(f"{what + ': ' if what else ''}expected on or off, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------------
+
+
+def size_unit(nbytes: float) -> tuple[float, str]:
+    """A binary unit that suits ``nbytes``: (divisor, name).
+
+    Examples
+    --------
+    >>> size_unit(8 << 30)
+    (1073741824, 'GiB')
+    >>> size_unit(300 << 20)
+    (1048576, 'MiB')
+    """
+    for shift, name in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
+        if nbytes >= 1 << shift:
+            return 1 << shift, name
+    return 1, "B"
+
+
+def time_unit(t_ms: float) -> tuple[float, str]:
+    """Milliseconds up to 10 s, seconds above: (divisor from ms, name).
+
+    Examples
+    --------
+    >>> time_unit(350.0)
+    (1.0, 'ms')
+    >>> time_unit(12345.0)
+    (1000.0, 's')
+    """
+    return (1000.0, "s") if t_ms > 10_000 else (1.0, "ms")
+
+
+def format_bytes(nbytes: float) -> str:
+    """``"1.50 GiB"``-style text.
+
+    Examples
+    --------
+    >>> format_bytes(3 << 29)
+    '1.50 GiB'
+    """
+    div, unit = size_unit(nbytes)
+    return f"{nbytes / div:.2f} {unit}" if div > 1 else f"{nbytes:.0f} B"
+
+
+def format_ms(t_ms: float) -> str:
+    """``"350 ms"`` or ``"12.35 s"``.
+
+    Examples
+    --------
+    >>> format_ms(350.2), format_ms(12345)
+    ('350 ms', '12.35 s')
+    """
+    div, unit = time_unit(t_ms)
+    return f"{t_ms:.0f} ms" if div == 1 else f"{t_ms / div:.2f} s"
+
+
+def format_number(value, digits: int = 0, suffix: str = "") -> str:
+    """A number with thousands separators and ``digits`` decimals, or ``n/a`` when missing.
+
+    Examples
+    --------
+    >>> format_number(12345.678, 1, " ms"), format_number(None), format_number(float("nan"))
+    ('12,345.7 ms', 'n/a', 'n/a')
+    """
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}{suffix}"

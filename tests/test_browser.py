@@ -1,8 +1,10 @@
 """End to end: the explorer served by Voila, driven in headless Chromium through Playwright.
 
-Starts ``voila notebooks/02_explore.ipynb`` on 127.0.0.1 (a free port, fast mode), opens it in
-Debian's Chromium (``/usr/bin/chromium``, installed by ``.ci/install-browser.sh``; Playwright's
-own browser downloads are never used), moves the guest-RAM slider with the keyboard as a user
+Starts ``voila notebooks/02_explore.ipynb`` on 127.0.0.1 (a free port, fast mode, an empty Numba
+cache: the kernels are cold, as on a first visit), opens it in Debian's Chromium
+(``/usr/bin/chromium``, installed by ``.ci/install-browser.sh``; Playwright's own browser
+downloads are never used), checks that the page says it is compiling within
+``STATUS_TIMEOUT`` seconds of loading, moves the guest-RAM slider with the keyboard as a user
 would, and checks that the numbers and the figure on the page changed.  Screenshots before and
 after go to ``artifacts/`` (git-ignored) as test artifacts.
 
@@ -42,6 +44,8 @@ CHROMIUM_ARGS = [
 LOAD_TIMEOUT = float(os.environ.get("FPHINT_BROWSER_TIMEOUT", "300"))
 #: seconds for one update after a control moved
 UPDATE_TIMEOUT = 120.0
+#: seconds from the page's load event until the panel's status line is on screen
+STATUS_TIMEOUT = float(os.environ.get("FPHINT_STATUS_TIMEOUT", "2"))
 
 
 def _require():
@@ -65,8 +69,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _server_env() -> dict:
-    """Voila's environment (kernels inherit it): fast mode, the package importable."""
+def _server_env(numba_cache: Path) -> dict:
+    """Voila's environment (kernels inherit it): fast mode, the package importable, an empty
+    Numba cache (the first update compiles the kernels)."""
     import fphint_kernels
 
     env = dict(os.environ)
@@ -77,6 +82,7 @@ def _server_env() -> dict:
         FPHINT_FAST="1",
         MPLBACKEND="Agg",
         PYTHONPATH=os.pathsep.join(dict.fromkeys(paths)),
+        NUMBA_CACHE_DIR=str(numba_cache),
     )
     return env
 
@@ -87,12 +93,13 @@ def voila_url(tmp_path_factory):
     _require()
     port = _free_port()
     log = tmp_path_factory.mktemp("voila") / "voila.log"
+    env = _server_env(tmp_path_factory.mktemp("numba-cache"))
     cmd = [
         sys.executable, "-m", "voila", str(NOTEBOOK), "--no-browser", f"--port={port}",
         "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--show_tracebacks=True",
     ]  # fmt: skip
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=_server_env(), stdout=fh, stderr=fh)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=fh)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 60
@@ -142,12 +149,26 @@ def test_explorer_in_chromium(voila_url, browser):
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    t_open = time.monotonic()
     page.goto(voila_url, timeout=LOAD_TIMEOUT * 1000, wait_until="load")
-    page.wait_for_selector(".fphint-numbers table", timeout=LOAD_TIMEOUT * 1000)
+    t_load = time.monotonic()
+    # the notebook ran without waiting for the kernels: the panel tells what it is doing
     page.wait_for_function(
         "document.querySelector('.fphint-status') && "
+        "document.querySelector('.fphint-status').innerText.includes("
+        "'compiling the simulation kernels (once, about 30 s)')",
+        timeout=LOAD_TIMEOUT * 1000,
+    )
+    t_status = time.monotonic()
+    sys.stderr.write(
+        f"explorer page: loaded {t_load - t_open:.1f} s after opening, status on screen "
+        f"{t_status - t_load:.1f} s after loading\n"
+    )
+    assert t_status - t_load <= STATUS_TIMEOUT, (t_load - t_open, t_status - t_load)
+    page.wait_for_selector(".fphint-numbers table", timeout=LOAD_TIMEOUT * 1000)
+    page.wait_for_function(
         "document.querySelector('.fphint-status').innerText.includes('updated in')",
-        timeout=UPDATE_TIMEOUT * 1000,
+        timeout=LOAD_TIMEOUT * 1000,
     )
     panel = page.locator(".fphint-explorer")
     panel.scroll_into_view_if_needed()
@@ -181,7 +202,7 @@ def test_explorer_in_chromium(voila_url, browser):
     panel.screenshot(path=str(ARTIFACTS / "explorer.png"))
     assert (ARTIFACTS / "explorer.png").stat().st_size > 10_000
 
-    # 32 GiB and more run in a worker thread: its widget updates must reach the page too
+    # updates run in a worker thread: its widget updates must reach the page too
     for _ in range(4):  # 2 -> 4 -> 8 -> 16 -> 32 GiB
         handle.press("ArrowRight")
     page.wait_for_function(

@@ -8,20 +8,20 @@ import pytest
 from test_published import fake_simulate
 
 import fphint_kernels as fk
-from fphint_kernels import calibrate, experiments
+from fphint_kernels import calibrate, published
 from fphint_kernels.cli import main
 from fphint_kernels.config import PROFILE_PARAMS, data_dir
 
 
-def published(metric, **match):
-    with open(data_dir() / "published" / experiments.PUBLISHED_FILE, newline="") as fh:
+def published_rows(metric, **match):
+    with open(data_dir() / "published" / published.PUBLISHED_FILE, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["metric"] == metric]
     return [r for r in rows if all(r[k] == v for k, v in match.items())]
 
 
 def legacy_build_ratio():
-    (v36,) = published("build-time", patch_version="v36", mode="legacy", guest_ram="8G")
-    (v37,) = published("build-time", patch_version="v37", mode="legacy", guest_ram="8G")
+    (v36,) = published_rows("build-time", patch_version="v36", mode="legacy", guest_ram="8G")
+    (v37,) = published_rows("build-time", patch_version="v37", mode="legacy", guest_ram="8G")
     return float(v36["value"]) / float(v37["value"])
 
 
@@ -57,7 +57,7 @@ def test_derived_profile_differs_only_in_speed(tmp_path, scale_link):
 def test_the_default_profile_is_fitted_on_the_four_v36_migration_times():
     prof = fk.HostProfile.load("v36")
     cal = dict(prof.provenance)["calibration"]
-    want = {experiments.row_id(r) for r in published("total-time", patch_version="v36")}
+    want = {published.row_id(r) for r in published_rows("total-time", patch_version="v36")}
     assert len(want) == 4
     assert set(cal["rows"]) == want
     assert cal["start_profile"] == "prior"
@@ -70,7 +70,7 @@ def test_the_default_profile_is_fitted_on_the_four_v36_migration_times():
             assert lo <= prof.params[k] <= hi, k
         else:
             assert prof.params[k] == pytest.approx(prior.params[k]), f"{k} is not free"
-    pub = {experiments.row_id(r): float(r["value"]) for r in published("total-time")}
+    pub = {published.row_id(r): float(r["value"]) for r in published_rows("total-time")}
     for t in cal["targets"]:
         assert t["published_ms"] == pub[t["row"]]
         assert t["residual_pct"] == pytest.approx(
@@ -139,7 +139,7 @@ def test_write_profile_records_its_provenance(monkeypatch, tmp_path):
 def test_fit_recovers_a_known_parameter():
     """Targets simulated with a known zero-page cost; the fit from a wrong start must find it."""
     truth = fk.HostProfile.load("prior").with_params(zero_page_ns=900.0)
-    cfg = experiments.Config(
+    cfg = published.Config(
         source="synthetic",
         patch_version="synthetic",
         memory="512M",
@@ -159,6 +159,32 @@ def test_fit_recovers_a_known_parameter():
     assert abs(fit.residuals_pct).max() < 2.0
     assert fit.nfev <= 34  # Nelder-Mead may overrun maxfev by one iteration
     assert fit.profile.params["normal_page_ns"] == start.params["normal_page_ns"]
+
+
+def test_calibrate_command(monkeypatch, tmp_path, capsys):
+    """fphint calibrate with the stand-in engine: the fitted profile, then the derived one."""
+    monkeypatch.setattr(
+        importlib.import_module("fphint_kernels.simulate"), "simulate", fake_simulate
+    )
+    args = ["calibrate", "--free", "zero_page_ns", "--seeds", "1", "--max-evals", "8"]
+    assert main([*args, "--name", "t36", "--quiet", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("t36: zero_page_ns=") and "evaluations" in out[0]
+    assert [line.split()[0] for line in out[1:5]] == [
+        t.row for t in calibrate.published_targets("v36")
+    ]
+    assert out[5] == f"wrote {tmp_path / 't36.json'}"
+    assert out[6].startswith("v37: cpu_speed=") and out[7] == f"wrote {tmp_path / 'v37.json'}"
+    derived = json.loads((tmp_path / "v37.json").read_text())
+    assert derived["provenance"]["calibration"]["derived_from"] == "t36.json"
+    fitted = json.loads((tmp_path / "t36.json").read_text())
+    assert fitted["provenance"]["calibration"]["optimiser"]["evaluations"] >= 8
+    # the derived profile again, keeping the stream rate of the fitted one
+    assert main(["calibrate", "--derive-only", "--name", "t36", "--link", "fixed",
+                 "--out-dir", str(tmp_path)]) == 0  # fmt: skip
+    assert capsys.readouterr().out.startswith("v37: cpu_speed=")
+    link = json.loads((tmp_path / "v37.json").read_text())["params"]["link_bytes_per_s"]
+    assert link == fitted["params"]["link_bytes_per_s"]
 
 
 def test_bad_input_is_one_line(capsys):

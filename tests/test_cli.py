@@ -100,3 +100,13 @@ def test_module_entry_point():
         [sys.executable, "-m", "fphint_kernels.cli", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "simulate" in out.stdout
+
+
+def test_module_entry_point_runs_main(monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["fphint", "simulate", "--memory", "-1G"])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("fphint_kernels.cli", run_name="__main__")
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("fphint simulate: error: memory")

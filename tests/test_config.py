@@ -4,7 +4,14 @@ import pytest
 
 import fphint_kernels as fk
 from fphint_kernels.config import HostProfile, Workload
-from fphint_kernels.units import format_size, parse_duration_ms, parse_fraction, parse_size
+from fphint_kernels.units import (
+    format_bytes,
+    format_number,
+    parse_duration_ms,
+    parse_fraction,
+    parse_on_off,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -60,9 +67,25 @@ def test_parse_fraction_and_format():
         parse_fraction("150%")
     with pytest.raises(fk.ScenarioError):
         parse_fraction("lots")
-    assert format_size(8 << 30) == "8 GiB"
-    assert format_size(1536) == "1.5 KiB"
-    assert format_size(10) == "10 B"
+    assert format_bytes(8 << 30) == "8.00 GiB"
+    assert format_bytes(1536) == "1.50 KiB"
+    assert format_bytes(10) == "10 B"
+    assert format_number(1234.5, 1, " %") == "1,234.5 %"
+    assert format_number(float("inf")) == "n/a"
+
+
+@pytest.mark.parametrize(
+    "value, want", [("on", True), (" Yes", True), ("0", False), (False, False)]
+)
+def test_parse_on_off(value, want):
+    assert parse_on_off(value) is want
+
+
+def test_parse_on_off_rejects_with_the_option_name():
+    with pytest.raises(fk.ScenarioError, match=r"^--hint: expected on or off, got 'maybe'$"):
+        parse_on_off("maybe", what="--hint")
+    with pytest.raises(fk.ScenarioError, match=r"^expected on or off, got 2$"):
+        parse_on_off(2)
 
 
 def test_scenario_normalises_units():

@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import xarray as xr
 from test_published import fake_simulate
 
 import fphint_kernels as fk
-from fphint_kernels import experiments, report
+from fphint_kernels import experiments, io, plot, published, report
 from fphint_kernels.cli import main
 
 REQUIRED = {"source", "memory", "downtime-limit", "workload", "hint", "published-ms",
@@ -56,7 +55,7 @@ def test_table_records(fake_res):
 def test_fitted_rows_are_the_calibration_targets_of_their_profile(fake_res):
     rows = experiments.table(fake_res)
     for r in rows:
-        assert r["fitted"] == (r["row"] in experiments.fitted_rows(r["profile"]))
+        assert r["fitted"] == (r["row"] in published.fitted_rows(r["profile"]))
         assert r["profile"] == experiments.profile_for(r["patch-version"])
     assert sum(r["fitted"] for r in rows) == 4  # the four v36 migration times
     assert all(r["fitted"] == (r["patch-version"] == "v36") for r in rows)
@@ -86,11 +85,36 @@ def test_report_files(fake_res, tmp_path):
     assert "FAST MODE" not in text
     assert "predicted" in text and "Kernel build time" in text
     assert "## Rows used to fit the profiles" in text
-    back = xr.open_dataset(tmp_path / "reproduction.nc", engine=report.netcdf_engine())
+    back = io.load_dataset(tmp_path / "reproduction.nc")
     np.testing.assert_allclose(back["total-time"].values, fake_res["total-time"].values)
     assert back["fitted"].values.tolist() == fake_res["fitted"].values.astype(int).tolist()
-    back.close()
     assert json.loads((tmp_path / "table.json").read_text()) == experiments.table(fake_res)
+
+
+def test_reproduce_command(tmp_path, capsys, monkeypatch):
+    """fphint reproduce with the stand-in engine: the JSON table and the report's files."""
+    monkeypatch.setattr(importlib.import_module(ENGINE), "simulate", fake_simulate)
+    assert main(["reproduce", "--seeds", "1", "--jobs", "1", "--json", "--quiet",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == json.loads((tmp_path / "table.json").read_text())
+    assert len(rows) == 12 and all(r["seeds"] == 1 for r in rows)
+    assert main(["reproduce", "--seeds", "1", "--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"wrote {tmp_path / 'b' / 'report.md'}, ")
+    assert "reproduce" in captured.err  # the progress bar
+
+
+def test_reproduction_widget_runs(monkeypatch):
+    monkeypatch.setattr(importlib.import_module(ENGINE), "simulate", fake_simulate)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    widget = report.reproduction_widget(seeds=1, profile="v36", fast=False)
+    profile, seeds, run, status = widget.children[0].children
+    assert status.value == ""
+    run.click()
+    assert status.value.startswith("done: 1 seed(s)")
 
 
 def test_notebook_code_path(fake_res):
@@ -103,7 +127,7 @@ def test_notebook_code_path(fake_res):
     fk.plot.use_style()
     assert len(report.table_frame(fake_res)) == 12
     assert len(report.build_time_frame(fake_res)) == 3
-    for fn in (report.plot_published_vs_simulated, report.plot_reductions, report.plot_errors):
+    for fn in (plot.published_vs_simulated, plot.reproduction_reductions, plot.reproduction_errors):
         fig = fn(fake_res)
         assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
         plt.close(fig)
@@ -113,7 +137,7 @@ def test_notebook_code_path(fake_res):
 
 
 def test_fast_mode_keeps_free_memory():
-    for c in experiments.configurations():
+    for c in published.configurations():
         mem = c.run_memory(fast=True)
         assert 2 * fk.Workload.load(c.workload).min_memory() <= mem <= c.run_memory()
         assert mem % (1 << 30) == 0
@@ -133,7 +157,7 @@ def test_bad_input(capsys):
 
 @pytest.mark.slow
 def test_every_published_configuration_runs_in_both_modes(res):
-    rows = [r for r in experiments.load_published() if r["metric"] == "total-time"]
+    rows = [r for r in published.load_published() if r["metric"] == "total-time"]
     assert res.sizes == {"config": len(rows) // 2, "mode": 2, "seed": 1}  # fast: one seed
     assert (res["status"].values == "completed").all()
     assert (res["lost-pages"].values == 0).all()

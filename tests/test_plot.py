@@ -281,11 +281,28 @@ def test_explorer_figure(runs):
     legacy, hinted = runs
     fig = plot.explorer_figure(legacy, hinted)
     assert len(fig.axes) == 4
-    for ax in fig.axes:
+    ax_p, ax_b, ax_r, ax_m = fig.axes
+    assert ax_p.get_shared_x_axes().joined(ax_p, ax_b)  # pending and sent: one time axis
+    assert UNIT.search(ax_p.get_ylabel())
+    for ax in (ax_b, ax_r, ax_m):
         assert_labelled(ax)
+    assert ax_p.get_legend() is not None and ax_r.get_legend() is not None
     fig2 = plot.explorer_figure(legacy, hinted, shown=legacy, with_page_map=False)
     assert len(fig2.axes) == 3
     assert "legacy" in fig2.axes[2].get_title()
+
+
+def test_explorer_figure_without_annotations(runs):
+    """No titles or legends in the figure; the labelled artists are still there to read."""
+    legacy, hinted = runs
+    fig = plot.explorer_figure(legacy, hinted, with_page_map=False, annotate=False)
+    for ax in fig.axes:
+        assert ax.get_title() == "" and ax.get_legend() is None
+    ax_p, _, ax_r = fig.axes
+    labels = ax_p.get_legend_handles_labels()[1]
+    assert [lab.split(":")[0] for lab in labels] == ["legacy", "hinting"]
+    assert "sender (migration thread)" in ax_r.get_legend_handles_labels()[1]
+    assert ax_r.get_position().x1 > 0.95  # the axes take the room of the legends
 
 
 def test_use_style():

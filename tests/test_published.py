@@ -10,11 +10,11 @@ import pytest
 import xarray as xr
 
 import fphint_kernels as fk
-from fphint_kernels import experiments
+from fphint_kernels import experiments, published
 from fphint_kernels.config import data_dir
 
 PKG = Path(fk.__file__).resolve().parent
-CSV = data_dir() / "published" / experiments.PUBLISHED_FILE
+CSV = data_dir() / "published" / published.PUBLISHED_FILE
 
 
 def raw_rows(path=CSV):
@@ -23,7 +23,7 @@ def raw_rows(path=CSV):
 
 
 def test_every_row_is_tidy_and_complete():
-    rows = experiments.load_published()
+    rows = published.load_published()
     assert len(rows) == len(raw_rows())
     ids = [r["id"] for r in rows]
     assert len(set(ids)) == len(ids)
@@ -58,7 +58,7 @@ def test_every_row_is_tidy_and_complete():
 
 
 def test_hinting_is_faster_in_every_published_pair():
-    rows = experiments.load_published()
+    rows = published.load_published()
     val = {r["id"]: r["value"] for r in rows if r["metric"] == "total-time"}
     for rid, v in val.items():
         if "/hint/" in rid:
@@ -94,7 +94,7 @@ def test_bad_rows_are_one_line_errors(tmp_path, edit, message):
         w.writeheader()
         w.writerows(rows)
     with pytest.raises(fk.FphintError, match=message):
-        experiments.load_published(path)
+        published.load_published(path)
 
 
 def fake_simulate(sc, profile=None, **kw):
@@ -130,7 +130,7 @@ def test_the_reproduction_reads_the_published_file(tmp_path, monkeypatch):
     res = experiments.reproduce(2, published=path, progress=False, fast=False)
     table = experiments.table(res)
     want = {
-        experiments.row_id(dict(r, value=float(r["value"]))): float(r["value"])
+        published.row_id(dict(r, value=float(r["value"]))): float(r["value"])
         for r in rows
         if r["metric"] == "total-time"
     }

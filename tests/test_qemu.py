@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 
 from fphint_kernels.errors import FphintError
+from fphint_kernels.io import load_dataset, save_dataset
 from fphint_kernels.qemu import campaign, health, measurement
 from fphint_kernels.qemu.guest import _cpio_newc
 from fphint_kernels.qemu.qmp import QMPClient, QMPError
-from fphint_kernels.qemu.runner import RunConfig, RunResult
+from fphint_kernels.qemu.result import RunResult
+from fphint_kernels.qemu.runconfig import RunConfig
 
 
 # ---------------------------------------------------------------------------- fake QMP server
@@ -289,9 +291,10 @@ def test_failed_run_still_gives_a_dataset():
 def test_netcdf_round_trip(tmp_path):
     trace = [(10.0 * i, r) for i, r in enumerate(MIGRATE_REPLIES)]
     ds = measurement.to_dataset(_result(MIGRATE_REPLIES[-1], trace, dest=CRASH_DEST))
-    path = measurement.save(ds, tmp_path / "sub" / "run.nc")
-    assert path.stat().st_size < 16_000
-    back = measurement.load(path)
+    path = save_dataset(ds, tmp_path / "sub" / "run.nc")
+    assert path.stat().st_size < 40_000  # netCDF-4: about 1 KiB of HDF5 metadata per variable
+    assert path.read_bytes()[:4] == b"\x89HDF"
+    back = load_dataset(path)
     for name in ("ram-transferred", "ram-duplicate", "ram-normal", "dirty-sync-count"):
         assert back[name].dtype == np.int64 and int(back[name]) == int(ds[name]), name
     assert float(back["total-time"]) == 830 and str(back["status"].values) == "completed"
@@ -304,7 +307,49 @@ def test_netcdf_round_trip(tmp_path):
     assert cfg.hint and cfg.init_on_alloc and cfg.memory == 1 << 30
     assert [d.attrs["path"] for d in measurement.load_all(tmp_path)] == [str(path)]
     with pytest.raises(FphintError):
-        measurement.load(tmp_path / "nope.nc")
+        load_dataset(tmp_path / "nope.nc")
+
+
+def test_netcdf3_measured_runs_still_load(tmp_path):
+    """Measured runs written before the single writer: netCDF-3 (scipy), int64 stored as float64
+    with ``fphint_dtype``; the reader must give the integers back."""
+    trace = [(10.0 * i, r) for i, r in enumerate(MIGRATE_REPLIES)]
+    ds = measurement.to_dataset(_result(MIGRATE_REPLIES[-1], trace))
+    old = ds.copy()
+    for name, v in old.data_vars.items():
+        if v.dtype.kind == "i":
+            old[name] = v.astype("f8")
+            old[name].attrs["fphint_dtype"] = "int64"
+    old["ram-normal"] = old["ram-normal"].where(False)  # a missing count: NaN on disk
+    old.attrs = {  # netCDF-3 attributes are at most 32-bit integers
+        k: float(v) if isinstance(v, int) and not -(2**31) <= v < 2**31 else v
+        for k, v in old.attrs.items()
+    }
+    path = tmp_path / "old.nc"
+    old.to_netcdf(path, engine="scipy", format="NETCDF3_64BIT")
+    assert path.read_bytes()[:3] == b"CDF"
+    back = load_dataset(path)
+    assert back["ram-transferred"].dtype == np.int64 and int(back["ram-transferred"]) == 123456789
+    assert int(back["ram-normal"]) == -1 and "fphint_dtype" not in back["ram-normal"].attrs
+    assert back["ram-duplicate"].attrs["units"] == "pages"
+    assert list(back["qmp-status"].values) == ["setup", "active", "completed"]
+    assert back.attrs["scenario_memory"] == 1 << 30
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not netCDF")
+    with pytest.raises(FphintError, match="not a netCDF file"):
+        load_dataset(bad)
+
+
+def test_the_committed_campaign_loads():
+    from fphint_kernels.config import data_dir
+
+    root = data_dir() / "measurements"
+    runs = measurement.load_all(root)
+    assert len(runs) == len(list(root.rglob("*.nc"))) > 0
+    for ds in runs:
+        assert ds["ram-normal"].dtype == np.int64 and ds["dirty-sync-count"].dtype == np.int64
+        assert str(ds["status"].values) in ("completed", "failed", "not-converged")
+        assert ds.attrs["path"].endswith(f"{ds.attrs['config_key']}-r{ds.attrs['run']}.nc")
 
 
 # ---------------------------------------------------------------------------- guest health
@@ -477,13 +522,13 @@ def test_compare_and_error_summary_on_a_small_run():
 
 
 def test_raw_result_round_trip(tmp_path):
-    from fphint_kernels.qemu.runner import _dump_raw, load_raw
+    from fphint_kernels.qemu.result import dump_raw, load_raw
 
     trace = [(10.0 * i, r) for i, r in enumerate(MIGRATE_REPLIES)]
     res = _result(MIGRATE_REPLIES[-1], trace, dest=CRASH_DEST, probe=False)
     (tmp_path / "src-console.log").write_text(BOOT_LOG)
     (tmp_path / "dst-console.log").write_text(CRASH_DEST)
-    _dump_raw(res, tmp_path / "result.json")
+    dump_raw(res, tmp_path / "result.json")
     back = load_raw(tmp_path / "result.json")
     assert back.config == res.config and back.final == res.final and back.trace == res.trace
     assert back.health.counts() == res.health.counts() and not back.health.ok

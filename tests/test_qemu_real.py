@@ -8,8 +8,11 @@ import shutil
 import pytest
 
 from fphint_kernels.errors import FphintError
+from fphint_kernels.io import load_dataset, save_dataset
 from fphint_kernels.qemu import measurement
-from fphint_kernels.qemu.runner import QEMU, RunConfig, detect_accelerator, migrate_once
+from fphint_kernels.qemu.process import QEMU
+from fphint_kernels.qemu.runconfig import RunConfig
+from fphint_kernels.qemu.runner import detect_accelerator, migrate_once
 
 pytestmark = pytest.mark.qemu
 
@@ -18,7 +21,7 @@ pytestmark = pytest.mark.qemu
 def guest():
     if shutil.which(QEMU) is None:
         pytest.skip(f"{QEMU} not installed (run .ci/install-qemu.sh)")
-    from fphint_kernels.qemu.guest import prepare
+    from fphint_kernels.qemu.prepare import prepare
 
     try:
         return prepare()
@@ -39,8 +42,8 @@ def test_real_idle_migration_with_hinting(guest, tmp_path):
     res = migrate_once(cfg, guest=guest, accel=detect_accelerator(guest), keep_logs=tmp_path)
     assert res.status == "completed", res.failure
     ds = measurement.to_dataset(res)
-    path = measurement.save(ds, tmp_path / "run.nc")
-    back = measurement.load(path)
+    path = save_dataset(ds, tmp_path / "run.nc")
+    back = load_dataset(path)
     pages = cfg.memory // 4096
     sent = int(back["ram-duplicate"]) + int(back["ram-normal"])
     assert back.attrs["guest_free_page_hint_negotiated"] == 1, back.attrs["guest_features"]

@@ -13,15 +13,30 @@ Modules
 qmp
     A small QMP client (stdlib ``socket`` + ``json``).
 guest
-    Building the guest kernel + initramfs into a cache directory (``fphint qemu prepare``).
+    What the guest is: its program, its ``/init`` script, the prepared guest in the cache.
+prepare
+    Building the guest kernel + initramfs into the cache directory (``fphint qemu prepare``).
 health
     Parsing the serial console log of a guest: markers, Oops/BUG, liveness.
+runconfig
+    What one measured migration does (:class:`~.runconfig.RunConfig`) and its QEMU command line.
+process
+    A QEMU process with its QMP monitor and serial console.
 runner
     One migration between two local QEMUs (``fphint qemu migrate``).
+result
+    Everything recorded about one run, and its raw ``result.json``.
 measurement
-    The measured run as an ``xarray.Dataset`` and its netCDF file.
+    The measured run as an ``xarray.Dataset`` (files through :mod:`fphint_kernels.io`).
 campaign
     A plan of many runs (``fphint qemu campaign``).
+hostbench
+    Facts and microbenchmarks of this host.
+compare
+    Measured runs against the simulator, and the fit of this host's profile (``fphint qemu fit``).
+
+The ``fphint qemu`` command is :mod:`fphint_kernels.cli.qemu`; the comparison figure is
+:func:`fphint_kernels.plot.measured_vs_simulated`.
 """
 
 from .qmp import QMPClient, QMPError

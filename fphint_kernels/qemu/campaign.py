@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from ..errors import FphintError
-from .runner import RunConfig
+from .runconfig import RunConfig
 
 
 def default_plan() -> dict:
-    """The plan behind ``data/measurements/tcg-2cpu``: the issue's grid plus sizes and a dirty loop.
+    """The plan behind ``data/measurements/tcg-2cpu``: a 1 GiB grid, two larger sizes, a dirty loop.
 
     * 1 GiB: {idle, fill-free 60 %} x hint {on, off} x init_on_alloc {0, 1}
       x downtime-limit {50 ms, 400 ms} (16 configurations);
@@ -119,8 +119,9 @@ def run_campaign(
     stream : file, optional
         Progress output (default ``sys.stderr``).
     """
+    from ..io import save_dataset
     from .guest import load_guest
-    from .measurement import save, to_dataset
+    from .measurement import to_dataset
     from .runner import detect_accelerator, migrate_once
 
     stream = stream or sys.stderr
@@ -147,7 +148,7 @@ def run_campaign(
         t1 = time.monotonic()
         res = migrate_once(cfg, guest=guest, accel=accel)
         ds = to_dataset(res, run=rep, campaign=str(plan.get("name", "")))
-        path = save(ds, run_file(out, cfg, rep))
+        path = save_dataset(ds, run_file(out, cfg, rep))
         written.append(path)
         elapsed = time.monotonic() - t0
         eta = elapsed / i * (len(todo) - i)

@@ -4,14 +4,17 @@
 a :class:`fphint_kernels.Scenario`; :func:`compare` simulates every measured run and puts
 measured and simulated ``query-migrate`` fields side by side with relative errors;
 :func:`error_summary` gives, per field, the median error and the share of runs within the
-targets of the issue (zero pages, normal pages and bytes within 15 %, total time within 30 %).
+targets of :data:`TARGETS` (zero pages, normal pages and bytes within 15 %, total time within
+30 %).
 
 :func:`fit_host_profile` writes ``data/profiles/this-host-tcg.json``: the migration thread's
 per-page costs and the wire rate start from :mod:`fphint_kernels.qemu.hostbench`
 microbenchmarks; the description of the harness's guest (``guest_workload_options``: how much of
 its memory is in use, i.e. not zero) and a few free parameters (``cpu_speed``,
 ``hint_block_us``, ``zero_fill_ns_per_page``) are fitted on a FEW measured runs, named in the
-profile (``fit_runs``); every other run is held out.
+profile (``fit_runs``); every other run is held out.  The fit goes through
+:func:`fphint_kernels.fitting.fit_log_params`, the loop ``fphint calibrate`` uses too.
+The figure of the comparison is :func:`fphint_kernels.plot.measured_vs_simulated`.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ FIELDS = (
     "downtime",
     "setup-time",
 )
-#: Relative error targets of issue 4 on held-out runs.
+#: Relative error targets of the simulator on held-out measured runs.
 TARGETS = {"ram-duplicate": 0.15, "ram-normal": 0.15, "ram-transferred": 0.15, "total-time": 0.30}
 PROFILE = "this-host-tcg"
 #: The runs the default fit uses (repeat 0 of four 1 GiB configurations); all others are held out.
@@ -72,7 +75,7 @@ def scenario_for(ds, *, profile: str = PROFILE, guest_options: dict | None = Non
     Parameters
     ----------
     ds : xarray.Dataset
-        A measured run (:func:`fphint_kernels.qemu.measurement.load`).
+        A measured run (:func:`fphint_kernels.io.load_dataset`, :func:`~.measurement.load_all`).
     profile : str
         Host profile name.
     guest_options : dict, optional
@@ -290,10 +293,8 @@ def fit_host_profile(
     dict
         The profile document written.
     """
-    from scipy import optimize
-
-    from ..calibrate import BOUNDS
     from ..config import HostProfile, data_dir
+    from ..fitting import fit_log_params
     from ..simulate import simulate
     from . import hostbench
 
@@ -334,21 +335,17 @@ def fit_host_profile(
         guest["base_used"] = f"{int(base_used) >> 20}M"
     stream.write(f"fphint qemu fit: guest {guest}\n")
 
+    # (3) the free parameters
     free = tuple(free)
-    lo = np.log([BOUNDS[k][0] for k in free])
-    hi = np.log([BOUNDS[k][1] for k in free])
-    x0 = np.clip(np.log([params[k] for k in free]), lo, hi)
     meas_t = np.array([_value(ds, "total-time") for ds in fit])
     meas_setup = np.array([max(_value(ds, "setup-time"), 0.5) for ds in fit])
     hinted = [i for i, ds in enumerate(fit) if int(ds.attrs["scenario_hint"])]
     meas_sent = np.array(
         [_value(fit[i], "ram-duplicate") + _value(fit[i], "ram-normal") for i in hinted]
     )
-    evals = [0]
 
-    def residuals(x):
-        p = {**params, **dict(zip(free, np.exp(np.clip(x, lo, hi)), strict=True))}
-        hp = prof(p, guest)
+    def model(values):
+        hp = prof({**params, **values}, guest)
         sims = [simulate(scenario_for(ds, profile=start, guest_options=guest), profile=hp)
                 for ds in fit]  # fmt: skip
         t = np.array([_value(s, "total-time") for s in sims])
@@ -362,17 +359,19 @@ def fit_host_profile(
                 0.3 * np.log(setup / meas_setup),  # setup-time is 1-2 ms: a weak pull
             ]
         )
-        evals[0] += 1
-        if evals[0] % 10 == 0:
-            stream.write(f"  eval {evals[0]}: rms {math.sqrt(np.mean(r**2)):.3f}\n")
-        return r
+        return r, None
 
-    res = optimize.least_squares(
-        residuals, x0, bounds=(lo, hi), method="trf", diff_step=0.05, max_nfev=max_evals
-    )
-    fitted = dict(zip(free, np.exp(np.clip(res.x, lo, hi)).tolist(), strict=True))
+    def on_eval(calls, r, _new):
+        if calls % 10 == 0:
+            stream.write(f"  eval {calls}: rms {math.sqrt(np.mean(r**2)):.3f}\n")
+
+    result = fit_log_params(
+        model, {k: params[k] for k in free}, method="least-squares", max_evals=max_evals,
+        on_eval=on_eval,
+    )  # fmt: skip
+    fitted = {k: float(v) for k, v in result.params.items()}
     params.update(fitted)
-    r = residuals(res.x)
+    r = result.residuals
     doc = {
         "name": name,
         "description": "This host (2-core shared VM, AMD EPYC) running QEMU 7.2 under TCG: "
@@ -390,12 +389,12 @@ def fit_host_profile(
             f"({bench['link_bytes_per_s'] / 1e9:.2f} GB/s)",
             **{
                 k: f"fitted (least squares, log total-time of the fit runs and log pages sent "
-                f"of the hinted ones); start {math.exp(x0[i]):.4g}"
-                for i, k in enumerate(free)
+                f"of the hinted ones); start {result.start[k]:.4g}"
+                for k in free
             },  # fmt: skip
             "microbenchmarks": bench,
             "fit_residuals_log": [float(v) for v in r],
-            "fit_evaluations": int(evals[0]),
+            "fit_evaluations": int(result.calls),
             "fit_date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
         "guest_workload_options": guest,
@@ -412,7 +411,7 @@ def fit_host_profile(
 
 
 # --------------------------------------------------------------------------------------------
-# Guest health and pictures
+# Guest health and per-configuration summaries
 # --------------------------------------------------------------------------------------------
 def health_summary(measured: list) -> pd.DataFrame:
     """Destination guest health per (workload, hint, init_on_alloc): runs, crashes, kinds."""
@@ -439,49 +438,6 @@ def health_summary(measured: list) -> pd.DataFrame:
     out["guest_bad"] = out["completed"] - out["guest_ok"]
     out["trouble_kinds"] = g["trouble"].agg(lambda s: ";".join(sorted({x for x in s if x})))
     return out
-
-
-def plot_comparison(table: pd.DataFrame, fields=("ram-duplicate", "ram-normal",
-                    "ram-transferred", "dirty-sync-count", "total-time", "downtime")):  # fmt: skip
-    """Measured (x) vs simulated (y), one panel per field; hint on/off and fit/held-out marked.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    n = len(fields)
-    cols = 3
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4 * cols, 3.6 * ((n + 2) // 3)))
-    axes = np.atleast_1d(axes).ravel()
-    for ax, f in zip(axes, fields, strict=False):
-        for hint, color in ((True, "C0"), (False, "C3")):
-            for held, marker in ((True, "o"), (False, "x")):
-                t = table[(table["hint"] == hint) & (table["held_out"] == held)]
-                if len(t):
-                    ax.scatter(t[f"m:{f}"], t[f"s:{f}"], c=color, marker=marker, s=22,
-                               label=f"{'hint' if hint else 'legacy'}{'' if held else ' (fit)'}")  # fmt: skip
-        v = pd.concat([table[f"m:{f}"], table[f"s:{f}"]]).replace([np.inf, -np.inf], np.nan)
-        v = v.dropna()
-        if len(v):
-            lo, hi = max(float(v[v > 0].min()) if (v > 0).any() else 1.0, 1e-3), float(v.max())
-            xs = np.array([lo, hi])
-            ax.plot(xs, xs, "k-", lw=0.8)
-            tgt = TARGETS.get(f)
-            if tgt:
-                ax.fill_between(xs, xs * (1 - tgt), xs * (1 + tgt), color="0.85", zorder=0)
-            if hi / lo > 20:
-                ax.set_xscale("log")
-                ax.set_yscale("log")
-        ax.set_title(f)
-        ax.set_xlabel("measured")
-        ax.set_ylabel("simulated")
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def config_summary(measured: list) -> pd.DataFrame:

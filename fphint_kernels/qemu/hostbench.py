@@ -1,6 +1,7 @@
-"""Microbenchmarks of this host, the starting point of its profile (``this-host-tcg``).
+"""This host: its facts (:func:`host_info`, recorded with every measured run) and
+microbenchmarks, the starting point of its profile (``this-host-tcg``).
 
-Each one times, in this Python process, an operation the QEMU migration thread does per page:
+Each microbenchmark times, in this Python process, an operation the QEMU migration thread does per page:
 
 * ``zero_page_ns``: OR-reduce 4 KiB of zeros (what ``buffer_is_zero`` does for a zero page),
   numpy over a large zero buffer viewed as pages of 512 words;
@@ -16,13 +17,48 @@ absorbs.
 
 from __future__ import annotations
 
+import os
+import platform
+import re
 import socket
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 
 from ..kernels.layout import NORMAL_RECORD, PAGE_SIZE
+
+
+def host_info() -> dict:
+    """CPU model, cores, RAM, kernel and load of this host."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        m = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+        mem = int(m.group(1)) * 1024 if m else 0
+    except OSError:
+        pass
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = ""
+    return {
+        "cpu_model": model or platform.processor(),
+        "cpu_count": os.cpu_count() or 0,
+        "memory_bytes": mem,
+        "kernel": platform.release(),
+        "loadavg": load,
+        "hostname_hash": uuid.uuid5(uuid.NAMESPACE_DNS, platform.node()).hex[:8],
+    }
 
 
 def _best(fn, repeat: int) -> float:

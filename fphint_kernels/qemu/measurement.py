@@ -8,6 +8,7 @@ dim (ms since the ``migrate`` command) with ``transferred`` (bytes) and ``pendin
 ``remaining``), plus ``qmp-duplicate``, ``qmp-normal``, ``qmp-dirty-sync-count`` and
 ``qmp-status``.  The configuration is in ``attrs["scenario_*"]`` (the simulator's scenario
 fields), the host, QEMU, guest kernel, accelerator and guest health in the other attrs.
+Files are written and read by :mod:`fphint_kernels.io` (:func:`load_all` reads a campaign).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import numpy as np
 import xarray as xr
 
 from ..errors import FphintError
+from ..io import load_dataset
 from ..kernels.layout import PAGE_SIZE
 from ..variables import SPECS
-from .runner import RunConfig, RunResult
+from .result import RunResult
+from .runconfig import RunConfig
 
 HARNESS_VERSION = 2  # 2: destination check waits for "running", touch 0.3 (1: 0.5)
 
@@ -235,51 +238,6 @@ def _excerpt(log: str, limit: int = 2500) -> str:
     return text[start : start + limit]
 
 
-def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write one measured run as a small netCDF-3 file (scipy engine, no HDF5 needed).
-
-    netCDF-3 has no 64-bit integers: integer variables are stored as float64 (exact below
-    2**53) and large integer attrs as floats; :func:`load` casts the variables back.
-    """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    out = ds.copy()
-    for name, v in out.data_vars.items():
-        if v.dtype.kind in "iu":
-            out[name] = v.astype("f8")
-            out[name].attrs["fphint_dtype"] = "int64"
-    attrs = {}
-    for k, v in out.attrs.items():
-        if isinstance(v, (bool, np.bool_)):
-            v = int(v)
-        if isinstance(v, (int, np.integer)) and not -(2**31) <= int(v) < 2**31:
-            v = float(v)
-        attrs[k] = v
-    out.attrs = attrs
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    out.to_netcdf(tmp, engine="scipy", format="NETCDF3_64BIT")
-    os.replace(tmp, p)
-    return p
-
-
-def load(path: str | os.PathLike) -> xr.Dataset:
-    """Read one measured run (fully into memory), with integer variables restored."""
-    p = Path(path)
-    if not p.exists():
-        raise FphintError(f"no such measurement: {p}")
-    with xr.open_dataset(p, engine="scipy") as ds:
-        out = ds.load()
-    for name in list(out.data_vars):
-        v = out[name]
-        if v.attrs.get("fphint_dtype") == "int64":
-            attrs = {k: a for k, a in v.attrs.items() if k != "fphint_dtype"}
-            out[name] = v.fillna(-1).astype("i8")
-            out[name].attrs = attrs
-        elif v.dtype.kind in "SUO":
-            out[name] = v.astype(str)
-    return out
-
-
 def load_all(root: str | os.PathLike) -> list[xr.Dataset]:
     """Every measured run under a directory (recursively), sorted by file name."""
     r = Path(root)
@@ -287,7 +245,7 @@ def load_all(root: str | os.PathLike) -> list[xr.Dataset]:
         raise FphintError(f"no such directory: {r}")
     out = []
     for f in sorted(r.rglob("*.nc")):
-        ds = load(f)
+        ds = load_dataset(f)
         ds.attrs["path"] = str(f)
         out.append(ds)
     return out

@@ -49,7 +49,7 @@ def _add_run_options(p) -> None:
 
 
 def _config(args):
-    from .runner import RunConfig
+    from ..qemu.runconfig import RunConfig
 
     return RunConfig.from_strings(
         memory=args.memory,
@@ -68,7 +68,7 @@ def _config(args):
 
 
 def _cmd_prepare(args) -> int:
-    from .guest import prepare
+    from ..qemu.prepare import prepare
 
     g = prepare(
         args.cache, kernel_package=args.kernel_package, kernel_deb=args.kernel_deb, force=args.force
@@ -78,8 +78,10 @@ def _cmd_prepare(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from .guest import load_guest
-    from .runner import detect_accelerator, host_info, qemu_version
+    from ..qemu.guest import load_guest
+    from ..qemu.hostbench import host_info
+    from ..qemu.process import qemu_version
+    from ..qemu.runner import detect_accelerator
 
     g = load_guest(args.cache)
     info = {
@@ -93,9 +95,10 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_migrate(args) -> int:
-    from .guest import load_guest
-    from .measurement import save, to_dataset
-    from .runner import detect_accelerator, migrate_once
+    from ..io import save_dataset
+    from ..qemu.guest import load_guest
+    from ..qemu.measurement import to_dataset
+    from ..qemu.runner import detect_accelerator, migrate_once
 
     cfg = _config(args)
     if args.repeat < 1:
@@ -117,7 +120,7 @@ def _cmd_migrate(args) -> int:
             path = out / f"{cfg.key()}-r{rep}.nc" if out.suffix != ".nc" else out
             if out.suffix == ".nc" and args.repeat > 1:
                 path = out.with_name(f"{out.stem}-r{rep}.nc")
-            save(ds, path)
+            save_dataset(ds, path)
             say(f"wrote {path}")
         row = _row(ds)
         if args.json:
@@ -163,7 +166,7 @@ def _format_row(r: dict) -> str:
 
 
 def _cmd_campaign(args) -> int:
-    from .campaign import load_plan, run_campaign
+    from ..qemu.campaign import load_plan, run_campaign
 
     plan = load_plan(args.plan)
     out = args.out or f"data/measurements/{plan.get('name', 'campaign')}"
@@ -174,7 +177,7 @@ def _cmd_campaign(args) -> int:
 
 
 def _cmd_summary(args) -> int:
-    from .measurement import load_all
+    from ..qemu.measurement import load_all
 
     rows = [_row(ds) for ds in load_all(args.dir)]
     if not rows:
@@ -189,7 +192,7 @@ def _cmd_summary(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .compare import compare_dir, format_table
+    from ..qemu.compare import compare_dir, format_table
 
     table = compare_dir(args.dir, profile=args.profile, held_out_only=args.held_out)
     if args.json:
@@ -200,15 +203,15 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .hostbench import run_all
+    from ..qemu.hostbench import run_all
 
     sys.stdout.write(json.dumps(run_all(quick=args.quick), indent=2) + "\n")
     return 0
 
 
 def _cmd_fit(args) -> int:
-    from .compare import DEFAULT_FIT_RUNS, fit_host_profile
-    from .measurement import load_all
+    from ..qemu.compare import DEFAULT_FIT_RUNS, fit_host_profile
+    from ..qemu.measurement import load_all
 
     runs = [ds for ds in load_all(args.dir) if str(ds["status"].values) == "completed"]
     fit_runs = tuple(args.fit_run) if args.fit_run else DEFAULT_FIT_RUNS
@@ -217,8 +220,8 @@ def _cmd_fit(args) -> int:
     return 0
 
 
-def register_cli(subparsers) -> None:
-    """Add ``fphint qemu ...`` to the main parser."""
+def add_command(subparsers) -> None:
+    """Add ``fphint qemu ...``."""
     q = subparsers.add_parser(
         "qemu",
         help="measure real QEMU migrations on this host",

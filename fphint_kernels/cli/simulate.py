@@ -1,41 +1,44 @@
-"""The ``fphint`` command.
+"""``fphint simulate``: one migration, printed as ``query-migrate`` fields.
 
-Subcommands: ``simulate`` (one migration), and those that other modules
-register through a ``register_cli(subparsers)`` function (``calibrate``, ``reproduce``, ``qemu``).
-Bad input gives a one-line message on stderr and exit code 2, never a traceback.
+Also the scenario options every command that describes one scenario shares
+(:func:`add_scenario_arguments`, :func:`scenario_from_args`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import os
 import sys
 
-from .errors import FphintError
+from ..errors import FphintError
+from ..units import parse_on_off
 
-#: Modules that may add subcommands (each defines ``register_cli(subparsers)``).
-PLUGINS = ("fphint_kernels.experiments", "fphint_kernels.calibrate", "fphint_kernels.qemu.cli")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump) and exit code 2."""
-
-    def error(self, message):  # noqa: D401
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _on_off(value: str) -> bool:
-    v = value.lower()
-    if v in ("on", "yes", "true", "1"):
-        return True
-    if v in ("off", "no", "false", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+#: Options whose value may look like a flag (``--memory -1G``): glued as ``--memory=-1G`` so
+#: that the value reaches validation and gets a proper message.
+VALUE_OPTIONS = (
+    "--memory",
+    "--downtime-limit",
+    "--max-bandwidth",
+    "--max-time",
+    "--fill",
+    "--dirty-bytes",
+    "--dirty-interval",
+    "--intensity",
+    "--seed",
+    "--vcpus",
+)
 
 
-def _whole(value: str) -> int:
+def on_off(value: str) -> bool:
+    """argparse type of the ``on|off`` options (:func:`fphint_kernels.units.parse_on_off`)."""
+    try:
+        return parse_on_off(value)
+    except FphintError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def whole(value: str) -> int:
+    """argparse type of the whole-number options, with a one-line message."""
     try:
         return int(value)
     except ValueError:
@@ -44,7 +47,7 @@ def _whole(value: str) -> int:
 
 def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     """The options that describe one scenario (shared by several subcommands)."""
-    from .config import FAULTS, HINT_RELEASE, PAGE_POISON, available_profiles, available_workloads
+    from ..config import FAULTS, HINT_RELEASE, PAGE_POISON, available_profiles, available_workloads
 
     g = p.add_argument_group("scenario")
     g.add_argument("--memory", default="8G", help="guest RAM, e.g. 8G, 512M (bare number: MiB)")
@@ -59,14 +62,14 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--hint",
-        type=_on_off,
+        type=on_off,
         default=False,
         metavar="on|off",
         help="free page hinting (off = legacy)",
     )
     g.add_argument(
         "--init-on-alloc",
-        type=_on_off,
+        type=on_off,
         default=False,
         metavar="on|off",
         help="guest zeroes every allocation (init_on_alloc=1); default off as in 2018 kernels",
@@ -80,13 +83,13 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
         "after-pass (v36 patch)",
     )
     g.add_argument(
-        "--auto-converge", type=_on_off, default=False, metavar="on|off", help="QEMU auto-converge"
+        "--auto-converge", type=on_off, default=False, metavar="on|off", help="QEMU auto-converge"
     )
-    g.add_argument("--vcpus", type=_whole, default=4, help="guest vCPUs")
+    g.add_argument("--vcpus", type=whole, default=4, help="guest vCPUs")
     g.add_argument(
         "--profile", default="v36", help=f"host profile: {', '.join(available_profiles())}"
     )
-    g.add_argument("--seed", type=_whole, default=0, help="random seed (whole number >= 0)")
+    g.add_argument("--seed", type=whole, default=0, help="random seed (whole number >= 0)")
     g.add_argument(
         "--fault",
         action="append",
@@ -113,8 +116,9 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def scenario_from_args(args) -> Scenario:  # noqa: F821
-    from .config import Scenario
+def scenario_from_args(args):
+    """The :class:`~fphint_kernels.Scenario` of parsed :func:`add_scenario_arguments` options."""
+    from ..config import Scenario
 
     opts = {}
     for key, attr in (
@@ -151,13 +155,11 @@ def scenario_from_args(args) -> Scenario:  # noqa: F821
 
 
 def _cmd_simulate(args) -> int:
-    from .simulate import simulate, summary
+    from ..io import save_dataset
+    from ..simulate import simulate, summary
 
-    scenario = scenario_from_args(args)
-    ds = simulate(scenario)
+    ds = simulate(scenario_from_args(args))
     if args.out:
-        from .io import save_dataset
-
         save_dataset(ds, args.out)
     s = summary(ds)
     if args.json:
@@ -172,12 +174,9 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fphint", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    p = sub.add_parser(
+def add_command(subparsers) -> None:
+    """Add ``fphint simulate``."""
+    p = subparsers.add_parser(
         "simulate",
         help="simulate one migration",
         description="Simulate one pre-copy migration and print query-migrate fields.",
@@ -187,78 +186,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compact", action="store_true", help="with --json: on one line")
     p.add_argument("--out", help="also write the whole Dataset to this netCDF file")
     p.set_defaults(func=_cmd_simulate)
-
-    for mod in PLUGINS:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name and mod.startswith(exc.name):
-                continue  # that part of the workbench is not installed
-            raise
-        register = getattr(m, "register_cli", None)
-        if register is not None:
-            register(sub)
-    return parser
-
-
-#: Options whose value may look like a flag (``--memory -1G``): glued as ``--memory=-1G`` so
-#: that the value reaches validation and gets a proper message.
-VALUE_OPTIONS = (
-    "--memory",
-    "--downtime-limit",
-    "--max-bandwidth",
-    "--max-time",
-    "--fill",
-    "--dirty-bytes",
-    "--dirty-interval",
-    "--intensity",
-    "--seed",
-    "--vcpus",
-)
-
-
-def _glue_negative_values(argv: list[str]) -> list[str]:
-    out = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if (
-            a in VALUE_OPTIONS
-            and i + 1 < len(argv)
-            and argv[i + 1].startswith("-")
-            and not argv[i + 1].startswith("--")
-        ):
-            out.append(f"{a}={argv[i + 1]}")
-            i += 2
-            continue
-        out.append(a)
-        i += 1
-    return out
-
-
-def _enable_kernel_cache() -> None:
-    """The command caches compiled kernels (a cold compile takes tens of seconds); the Python
-    API leaves that to ``FPHINT_NUMBA_CACHE``.  ``FPHINT_NUMBA_CACHE=0`` turns it off here too."""
-    if os.environ.get("FPHINT_NUMBA_CACHE", "1") == "1":
-        from ._numba import enable_cache
-
-        enable_cache()
-
-
-def main(argv=None) -> int:
-    _enable_kernel_cache()
-    parser = build_parser()
-    argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except FphintError as exc:
-        sys.stderr.write(f"fphint {args.command}: error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("fphint: interrupted\n")
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,88 @@
+"""``fphint calibrate``: fit a host profile to published migration times, derive the v37 one."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..calibrate import DEFAULT_FREE
+from ..errors import FphintError
+from ..fitting import BOUNDS, METHODS
+
+
+def _cmd_calibrate(args) -> int:
+    from ..calibrate import derive_testbed_profile, fit_profile, published_targets, write_profile
+    from ..config import HostProfile
+
+    free = tuple(s.strip() for s in args.free.split(",") if s.strip())
+    for k in free:
+        if k not in BOUNDS:
+            raise FphintError(f"--free: unknown parameter {k!r} (known: {', '.join(BOUNDS)})")
+    command = (
+        "fphint calibrate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "fphint calibrate"
+    )
+    out = sys.stdout
+    if not args.derive_only:
+        targets = published_targets(args.rows)
+        start = HostProfile.load(args.start)
+        fit = fit_profile(targets, start, free, seeds=args.seeds, method=args.method,
+                          max_evals=args.max_evals, progress=not args.quiet)  # fmt: skip
+        path = write_profile(fit, args.name, args.start, args.out_dir, command)
+        out.write(f"{args.name}: {', '.join(f'{k}={fit.profile.params[k]:.4g}' for k in free)} "
+                  f"({fit.nfev} evaluations, {fit.wall_time_s:.0f} s, {fit.message})\n")  # fmt: skip
+        for t, r, sim in zip(fit.targets, fit.residuals_pct, fit.simulated, strict=True):
+            out.write(f"  {t.row:<40} published {t.published_ms:>9.0f} ms  simulated "
+                      f"{sim.mean():>9.1f} ms  {r:+6.1f} %\n")  # fmt: skip
+        out.write(f"wrote {path}\n")
+    if args.derive:
+        path = derive_testbed_profile(base=args.name, name=args.derive, reference=args.rows,
+                                      target=args.derive, out_dir=args.out_dir,
+                                      command=command,
+                                      scale_link=args.link == "scale")  # fmt: skip
+        speed = json.loads(path.read_text())["params"]["cpu_speed"]
+        out.write(f"{args.derive}: cpu_speed={speed:.4f} (from legacy build times)\nwrote {path}\n")
+    return 0
+
+
+def add_command(subparsers) -> None:
+    """Add ``fphint calibrate``."""
+    p = subparsers.add_parser(
+        "calibrate",
+        help="fit a host profile to published migration times",
+        description="Fit the free parameters of a host profile to published total-time rows "
+        "(default: the four v36 rows) and write data/profiles/NAME.json with its provenance; "
+        "then derive the v37 testbed profile from the legacy build times.",
+    )
+    p.add_argument("--rows", default="v36", help="patch version whose total-time rows are fitted")
+    p.add_argument("--start", default="prior", help="starting profile (default prior)")
+    p.add_argument("--name", default="v36", help="name of the fitted profile (default v36)")
+    p.add_argument(
+        "--free",
+        default=",".join(DEFAULT_FREE),
+        help=f"comma-separated free parameters (default {','.join(DEFAULT_FREE)})",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds per evaluation (default 3)")
+    p.add_argument("--method", choices=METHODS, default="nelder-mead", help="optimiser")
+    p.add_argument("--max-evals", type=int, default=150, help="budget of evaluations (default 150)")
+    p.add_argument(
+        "--derive",
+        default="v37",
+        metavar="NAME",
+        help="also write this testbed profile from NAME's legacy build time "
+        "(default v37; '' to skip)",
+    )
+    p.add_argument(
+        "--link",
+        choices=("scale", "fixed"),
+        default="scale",
+        help="derived profile: scale link_bytes_per_s with cpu_speed (default; the fitted "
+        "stream rate is migration-thread CPU work) or keep it",
+    )
+    p.add_argument(
+        "--derive-only",
+        action="store_true",
+        help="do not fit; only derive --derive from the existing --name profile",
+    )
+    p.add_argument("--out-dir", default=None, help="profiles folder (default data/profiles/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_calibrate)

@@ -1,0 +1,50 @@
+"""The explorer's view of the package's shared helpers: the table's number format (built on
+:mod:`fphint_kernels.units`), the saving of hinting (:func:`fphint_kernels.metrics.reduction`)
+and whether the kernels are compiled yet."""
+
+from __future__ import annotations
+
+import html
+import math
+
+from ..metrics import reduction
+from ..units import format_bytes, format_ms
+
+__all__ = ["fmt", "format_bytes", "format_ms", "kernels_cold", "reduction"]
+
+
+def fmt(value, kind: str) -> str:
+    """A value of the numbers table as text: ``kind`` is ``ms``, ``bytes``, ``text`` or a count.
+
+    Undefined values (None, NaN, and the engine's -1 for counts that do not apply) are ``-``.
+
+    Examples
+    --------
+    >>> fmt(350.2, "ms"), fmt(3 << 29, "bytes"), fmt(12345, "pages"), fmt(-1, "pages")
+    ('350 ms', '1.50 GiB', '12,345', '-')
+    >>> fmt(float("nan"), "ms"), fmt("<b>", "text")
+    ('-', '&lt;b&gt;')
+    """
+    if kind == "text":
+        return html.escape(str(value))
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if kind == "ms":
+        return format_ms(float(value))
+    if kind == "bytes":
+        return format_bytes(float(value))
+    if value < 0:
+        return "-"
+    return f"{int(value):,}"
+
+
+def kernels_cold() -> bool:
+    """True while no simulation kernel has been compiled (or loaded from the cache) in this
+    process: the next simulation starts with the one-off Numba compilation.  False when the JIT
+    is disabled (``NUMBA_DISABLE_JIT=1``: nothing to compile)."""
+    from .._numba import DISPATCHERS
+
+    compiled = [getattr(d, "signatures", None) for d in DISPATCHERS]
+    if not compiled or all(s is None for s in compiled):
+        return False
+    return not any(compiled)
