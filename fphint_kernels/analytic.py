@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import PAGE_SIZE, HostProfile, Scenario
+from .config import HostProfile, Scenario
 from .errors import FphintError
+from .kernels.layout import NORMAL_RECORD, PAGE_SIZE, ZERO_RECORD
 
 __all__ = ["PrecopyEstimate", "precopy_geometric", "scenario_inputs", "estimate_scenario"]
 
@@ -196,8 +197,8 @@ def scenario_inputs(scenario: Scenario, profile: HostProfile | None = None) -> d
     used = w["reserved_low"] + memmap + w["base_used"] + w["pagecache_initial"] + procs
     data = min(mem, used + w["touched_free"] + w["fill"] * mem)
     zero = mem - data
-    t_normal = max(p["normal_page_ns"] / speed * 1e-9, (PAGE_SIZE + 8) / wire)
-    t_zero = max(p["zero_page_ns"] / speed * 1e-9, 9 / wire)
+    t_normal = max(p["normal_page_ns"] / speed * 1e-9, NORMAL_RECORD / wire)
+    t_zero = max(p["zero_page_ns"] / speed * 1e-9, ZERO_RECORD / wire)
     if scenario.hint:  # round 0 sends only the memory that holds data
         rate = PAGE_SIZE / t_normal
     else:

@@ -15,10 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .errors import ScenarioError
+from .kernels.layout import MAX_ORDER, PAGE_SIZE
 from .units import parse_duration_ms, parse_fraction, parse_size
-
-PAGE_SIZE = 4096
-HINT_ORDER = 10  # Linux 4.20 VIRTIO_BALLOON_FREE_PAGE_ORDER = MAX_ORDER - 1 (4 MiB blocks)
 
 #: Protocol-breaking switches, used to show that the nothing-lost check is not vacuous.
 FAULTS = {
@@ -242,8 +240,8 @@ def _parse_wparam(key: str, value):
     if kind == "count":
         if v != int(v):
             raise ScenarioError(f"{what}: must be a whole number, got {value!r}")
-        if key.endswith("order") and v > HINT_ORDER:
-            raise ScenarioError(f"{what}: a buddy order is at most {HINT_ORDER}")
+        if key.endswith("order") and v > MAX_ORDER:
+            raise ScenarioError(f"{what}: a buddy order is at most {MAX_ORDER}")
     return v
 
 

@@ -30,6 +30,7 @@ import xarray as xr
 
 from .config import HostProfile, available_profiles
 from .errors import FphintError
+from .kernels.layout import PAGE_SIZE
 from .metrics import reduction
 from .published import MODES, configurations, fitted_rows, load_published, lookup, published_path
 
@@ -398,6 +399,6 @@ def build_time_table(res: xr.Dataset) -> list[dict]:
             "predicted-diff-s": _num(diff, 4),
             "predicted-hint-s": _num(pred_hint, 2),
             "error-pct": _num(_pct(pred_hint, pub[0]), 2),
-            "held-max-gib": _num(held[ci, 0] * 4096 / 2**30, 2),
+            "held-max-gib": _num(held[ci, 0] * PAGE_SIZE / 2**30, 2),
         })  # fmt: skip
     return out

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from .kernels.layout import NORMAL_RECORD, PAGE_SIZE
 from .units import format_bytes, format_ms, size_unit, time_unit
 
 __all__ = [
@@ -46,9 +47,6 @@ __all__ = [
 ]  # fmt: skip
 
 STYLE = Path(__file__).with_name("fphint.mplstyle")
-PAGE_SIZE = 4096
-#: bytes one normal page puts on the wire (4096 + 8-byte header), as in the engine
-NORMAL_PAGE_WIRE = 4104
 
 #: colour of each ``page-map`` state (Okabe-Ito palette, readable by colour-blind viewers)
 STATE_COLORS = {
@@ -571,7 +569,7 @@ def rounds(ds, ax=None, legend: bool = True):
     ax = _axes(ax)
     r = ds["round"].values
     sent = ds["round-bytes"].values.astype(float)
-    pend = ds["round-pending-after-sync"].values.astype(float) * NORMAL_PAGE_WIRE
+    pend = ds["round-pending-after-sync"].values.astype(float) * NORMAL_RECORD
     thr = ds["round-threshold"].values.astype(float)
     positive = np.concatenate([v[v > 0] for v in (sent, pend, thr)])
     w = 0.38

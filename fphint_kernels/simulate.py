@@ -12,15 +12,17 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .config import PAGE_SIZE, HostProfile, Scenario
+from .config import HostProfile, Scenario
 from .errors import ScenarioError
-from .kernels import state as S
-from .kernels.bitmap import words_for
-from .kernels.buddy import buddy_add_range, freemap_layout
-from .kernels.precopy import count_lost, count_nonzero, run, start
+from .kernels import layout as S
+from .kernels.bitmap import popcount, words_for
+from .kernels.buddy import buddy_add_range, new_buddy
+from .kernels.engine import run, start
+from .kernels.layout import PAGE_SIZE, Guest, HintChannel, Recorders, Workload
+from .kernels.lost_check import count_lost
 from .kernels.rng import seed_streams
-from .kernels.workload import N_BM, workload_init
-from .variables import PAGE_STATES, make_dataset
+from .kernels.workload import workload_init
+from .variables import PAGE_STATES, SPECS, make_dataset
 
 STATUS = {
     S.COMPLETED: "completed",
@@ -58,7 +60,8 @@ def watermarks(managed_pages: int) -> tuple[int, int, int]:
 def build_params(
     scenario: Scenario, profile: HostProfile, trace_interval_ms: float, step_ms: float
 ) -> tuple[np.ndarray, dict]:
-    """The parameter record of the kernels, and the sizes of the guest's initial state."""
+    """The parameter record of the kernels, and the sizes of the guest's initial state and of
+    its arrays (``rss_cap``: blocks of the largest job)."""
     wl = scenario.load_workload().params
     hp = profile.params
     n = scenario.nr_pages
@@ -72,7 +75,6 @@ def build_params(
     r["poison"] = POISON[scenario.page_poison]
     r["release"] = RELEASE[scenario.hint_release]
     r["auto_converge"] = int(scenario.auto_converge)
-    r["vcpus"] = scenario.vcpus
     r["faults"] = sum(FAULT_BITS[f] for f in scenario.faults)
     r["max_time"] = scenario.max_time
     r["step_ms"] = step_ms
@@ -88,7 +90,6 @@ def build_params(
     r["hint_start_ms"] = hp["hint_start_ms"] / speed
     r["hint_latency_ms"] = hp["hint_host_latency_ms"] / speed
     r["zero_fill_ns"] = hp["zero_fill_ns_per_page"] / speed
-    r["write_fault_ns"] = hp["write_fault_ns"] / speed
     r["cpu_speed"] = speed
     r["intensity"] = wl["intensity"]
     r["bg_rate"] = wl["background_dirty_pages_per_s"] / 1e3
@@ -100,7 +101,6 @@ def build_params(
     sigma = wl["proc_rss_sigma"]
     r["rss_mu"] = math.log(mean_pages) - sigma * sigma / 2
     r["rss_sigma"] = sigma
-    r["rss_cap"] = (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1
     r["life_ms"] = wl["proc_lifetime_ms"]
     r["alloc_frac"] = max(1e-3, wl["proc_alloc_frac"])
     r["rewrite_per_ms"] = wl["proc_rewrite_per_s"] / 1e3
@@ -115,6 +115,7 @@ def build_params(
         "pagecache": int(wl["pagecache_initial"]) // PAGE_SIZE,
         "touched": int(wl["touched_free"]) // PAGE_SIZE + int(wl["fill"] * n),
         "dirty_loop": int(wl["dirty_bytes"]) // PAGE_SIZE,
+        "rss_cap": (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1,
     }
     if layout["reserved_low"] + layout["memmap"] >= n:
         raise ScenarioError("memory: too small for the kernel's reserved memory and memmap")
@@ -122,7 +123,8 @@ def build_params(
 
 
 class _Run:
-    """All arrays of one run (kept together so a run can be resumed chunk by chunk)."""
+    """All arrays of one run, in the kernels' bundles (kept together so a run can be resumed
+    chunk by chunk)."""
 
     def __init__(
         self,
@@ -136,6 +138,7 @@ class _Run:
         self.n = n
         self.prm, lay = build_params(scenario, profile, trace_interval_ms, step_ms)
         prm = self.prm[0]
+        self.write_fault_ns = profile.params["write_fault_ns"] / profile.params["cpu_speed"]
         st = S.new_state()
         self.st = st
         s = st[0]
@@ -146,116 +149,72 @@ class _Run:
         s["host_cmd"] = S.CMD_ID_MIN - 1
         s["guest_start_at"] = -1.0
         nw = words_for(n)
-        self.bm = tuple(np.zeros(nw, dtype=np.uint64) for _ in range(N_BM))
-        self.bm[0][:] = np.uint64(0xFFFFFFFFFFFFFFFF)  # migration bitmap: all ones at setup
+        bm = np.zeros((S.N_BM, nw), dtype=np.uint64)
+        # bitmap_sync's vectorized conditional stores into the dirty log and the write
+        # protection are 50x slower on never-touched (zero-page) memory: write them through
+        bm[S.BM_DLOG] = 0
+        bm[S.BM_UNARMED] = 0
+        bm[S.BM_BMAP] = np.uint64(0xFFFFFFFFFFFFFFFF)  # migration bitmap: all ones at setup
         if n & 63:
-            self.bm[0][-1] = np.uint64((1 << (n & 63)) - 1)
+            bm[S.BM_BMAP, -1] = np.uint64((1 << (n & 63)) - 1)
         s["pending"] = n
-        self.ver_src = np.zeros(n, dtype=np.uint32)
-        self.ver_dst = np.zeros(n, dtype=np.uint32)
-        off, _nbits = freemap_layout(n)
-        self.bd = (
-            np.full(n, -1, dtype=np.int8),
-            np.zeros(int(off[-1]), dtype=np.uint64),
-            off,
-            off[:-1].copy(),
-            np.zeros(S.MAX_ORDER + 1, dtype=np.int64),
-        )
-        buddy_add_range(s, *self.bd, s["reserved_low"], s["memmap_start"])
+        buddy = new_buddy(n)
+        buddy_add_range(s, buddy, s["reserved_low"], s["memmap_start"])
         wmin, wlow, whigh = watermarks(int(s["nr_free_pages"]))
         s["wmark_min"], s["wmark_low"], s["wmark_high"] = wmin, wlow, whigh
-        self.held_blocks = np.zeros((n >> S.MAX_ORDER) + 1, dtype=np.int64)
-        self.pc_ring = np.zeros(max(1, n >> int(prm["pc_order"])), dtype=np.int32)
-        self.base_pool = np.zeros(lay["base"], dtype=np.int32)
-        self.dl_pool = np.zeros(lay["dirty_loop"], dtype=np.int32)
         jobs = int(prm["jobs"])
-        self.procs = (
-            np.zeros(jobs),
-            np.zeros(jobs),
-            np.zeros(jobs, dtype=np.int64),
-            np.zeros(jobs, dtype=np.int64),
-            np.zeros(jobs),
+        self.guest = Guest(
+            **buddy._asdict(),
+            bm=bm,
+            ver_src=np.zeros(n, dtype=np.uint32),
+            ver_dst=np.zeros(n, dtype=np.uint32),
+            held_blocks=np.zeros((n >> S.HINT_ORDER) + 1, dtype=np.int64),
+            pc_ring=np.zeros(max(1, n >> int(prm["pc_order"])), dtype=np.int32),
         )
-        self.p_pool = np.zeros((jobs, int(prm["rss_cap"]) if jobs else 1), dtype=np.int32)
-        self.rngs = seed_streams(scenario.seed, 2)
-        self.queue = (
-            np.zeros(S.QUEUE_SIZE, dtype=np.int64),
-            np.zeros(S.QUEUE_SIZE, dtype=np.int64),
-            np.zeros(S.QUEUE_SIZE, dtype=np.int64),
-            np.zeros(S.QUEUE_SIZE),
+        self.workload = Workload(
+            base_pool=np.zeros(lay["base"], dtype=np.int32),
+            dl_pool=np.zeros(lay["dirty_loop"], dtype=np.int32),
+            rngs=seed_streams(scenario.seed, 2),
+            job_age=np.zeros(jobs),
+            job_life=np.zeros(jobs),
+            job_target=np.zeros(jobs, dtype=np.int64),
+            job_nblk=np.zeros(jobs, dtype=np.int64),
+            job_acc=np.zeros(jobs),
+            job_pool=np.zeros((jobs, lay["rss_cap"] if jobs else 1), dtype=np.int32),
         )
-        self.stale = np.zeros(S.QUEUE_SIZE, dtype=np.int64)
+        self.hints = HintChannel(
+            kind=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+            pfn=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+            cmd=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+            ready=np.zeros(S.QUEUE_SIZE),
+            stale=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+        )
         ntrace = int(math.ceil(scenario.max_time / trace_interval_ms)) + 2
-        self.trace = np.zeros((ntrace, S.N_TRACE))
-        self.trace_t = np.zeros(ntrace)
-        self.rounds = np.zeros((ROUND_CAP, S.N_ROUND))
         bins = int(page_map_bins)
-        self.pm = np.zeros((MAP_ROUND_CAP if bins else 0, max(bins, 1), S.N_PM), dtype=np.int64)
-        self.pm_free = np.zeros(nw if bins else 1, dtype=np.uint64)
+        self.rec = Recorders(
+            trace=np.zeros((ntrace, S.N_TRACE)),
+            trace_t=np.zeros(ntrace),
+            rounds=np.zeros((ROUND_CAP, S.N_ROUND)),
+            pm=np.zeros((MAP_ROUND_CAP if bins else 0, max(bins, 1), S.N_PM), dtype=np.int64),
+            pm_free=np.zeros(nw if bins else 1, dtype=np.uint64),
+        )
         # scratch for the touched blocks: taken largest first, so about one row per 4 MiB
         tmp = np.zeros(((lay["touched"] >> S.MAX_ORDER) + 4096, 2), dtype=np.int64)
-        workload_init(
-            s,
-            prm,
-            self.bd,
-            self.bm,
-            self.ver_src,
-            self.held_blocks,
-            self.pc_ring,
-            self.base_pool,
-            self.dl_pool,
-            self.procs,
-            self.p_pool,
-            self.rngs[1],
-            lay["touched"],
-            lay["pagecache"],
-            tmp,
-        )
-        self.zero_at_start = n - count_nonzero(self.bm)
+        workload_init(s, prm, self.guest, self.workload, lay["touched"], lay["pagecache"], tmp)
+        self.zero_at_start = n - popcount(bm[S.BM_NONZERO])
         self.free_at_start = int(s["nr_free_pages"])
         if s["status"] == S.RUNNING:
             start(s, prm)
 
     def state_bytes(self) -> int:
         """Bytes of per-page engine state (the arrays that grow with the guest)."""
-        arrays = [
-            self.ver_src,
-            self.ver_dst,
-            *self.bd,
-            *self.bm,
-            self.held_blocks,
-            self.pc_ring,
-            self.pm_free,
-        ]
-        return int(sum(a.nbytes for a in arrays))
+        return int(sum(a.nbytes for a in self.guest)) + self.rec.pm_free.nbytes
 
     def advance(self, stop_at: float) -> None:
         s = self.st[0]
         if s["status"] != S.RUNNING:
             return
-        run(
-            s,
-            self.prm[0],
-            self.bd,
-            self.bm,
-            self.ver_src,
-            self.ver_dst,
-            self.held_blocks,
-            self.pc_ring,
-            self.base_pool,
-            self.dl_pool,
-            self.procs,
-            self.p_pool,
-            self.rngs,
-            self.queue,
-            self.stale,
-            self.trace,
-            self.trace_t,
-            self.rounds,
-            self.pm,
-            self.pm_free,
-            float(stop_at),
-        )
+        run(s, self.prm[0], self.guest, self.workload, self.hints, self.rec, float(stop_at))
 
     @property
     def running(self) -> bool:
@@ -339,14 +298,14 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     completed = status == S.COMPLETED
     lost, stale_free = -1, -1  # the check applies to completed migrations only
     if completed:
-        lost, stale_free = count_lost(s, rn.bm, rn.bd, rn.ver_src, rn.ver_dst, int(prm["poison"]))
+        lost, stale_free = count_lost(s, prm, rn.guest)
     nan = float("nan")
     total = float(s["end_time"]) if status != S.FAILED else nan
     downtime = float(s["end_time"] - s["downtime_start"]) if completed else nan
     setup = float(s["setup_time"]) if s["setup_done"] else nan
     moving = (total - setup) if completed else nan
     mbps = float(s["bytes"]) * 8 / moving / 1000 if completed and moving > 0 else nan
-    overhead_ns = float(s["write_faults"]) * prm["write_fault_ns"] + float(s["hint_cpu_ns"])
+    overhead_ns = float(s["write_faults"]) * rn.write_fault_ns + float(s["hint_cpu_ns"])
     data = {
         "status": np.array(STATUS[status]),
         "total-time": total,
@@ -376,44 +335,23 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
         "failure": np.array(FAILURES[int(s["failure"])]),
     }
     nr = min(int(s["n_rounds"]), ROUND_CAP)
-    rd = rn.rounds[:nr]
-    data.update(
-        {
-            "round-start": rd[:, S.R_START],
-            "round-end": rd[:, S.R_END],
-            "round-duplicate": rd[:, S.R_DUP].astype(np.int64),
-            "round-normal": rd[:, S.R_NORMAL].astype(np.int64),
-            "round-bytes": rd[:, S.R_BYTES].astype(np.int64),
-            "round-skipped": rd[:, S.R_SKIPPED].astype(np.int64),
-            "round-dirtied": rd[:, S.R_DIRTIED].astype(np.int64),
-            "round-pending-after-sync": rd[:, S.R_PENDING].astype(np.int64),
-            "round-threshold": rd[:, S.R_THRESH],
-            "round-bandwidth": rd[:, S.R_BW],
-        }
-    )
+    rd = rn.rec.rounds[:nr]
+    for i, name in enumerate(S.ROUND_COLUMNS):
+        data[name] = rd[:, i] if SPECS[name].kind == "f" else rd[:, i].astype(np.int64)
     nt = int(s["n_trace"])
-    tr = rn.trace[:nt]
-    names = [
-        "pending",
-        "transferred",
-        "sender-pfn",
-        "hint-pfn",
-        "free-pages",
-        "held-pages",
-        "dirty-log-pages",
-        "round-index",
-    ]
-    for i, name in enumerate(names):
+    tr = rn.rec.trace[:nt]
+    for i, name in enumerate(S.TRACE_COLUMNS):
         data[name] = tr[:, i]
-    coords = {"round": np.arange(1, nr + 1), "time": rn.trace_t[:nt].copy()}
-    if rn.pm.shape[0]:
+    coords = {"round": np.arange(1, nr + 1), "time": rn.rec.trace_t[:nt].copy()}
+    pm = rn.rec.pm
+    if pm.shape[0]:
         nm = int(s["n_map"])
-        data["page-map"] = rn.pm[:nm]
-        coords["pfn_bin"] = (np.arange(rn.pm.shape[1]) * rn.n) // rn.pm.shape[1]
+        data["page-map"] = pm[:nm]
+        coords["pfn_bin"] = (np.arange(pm.shape[1]) * rn.n) // pm.shape[1]
         coords["page_state"] = list(PAGE_STATES)
         if nm < nr:  # the map covers the first rounds only
             data["page-map"] = np.concatenate(
-                [rn.pm[:nm], np.zeros((nr - nm,) + rn.pm.shape[1:], dtype=np.int64)]
+                [pm[:nm], np.zeros((nr - nm,) + pm.shape[1:], dtype=np.int64)]
             )
     attrs = scenario.to_attrs()
     attrs.update({f"profile_{k}": float(v) for k, v in profile.params.items()})

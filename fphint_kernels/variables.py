@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from .kernels.layout import PAGE_STATES as PAGE_STATES  # page-map states, re-exported
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -138,7 +140,6 @@ _SPECS = [
 ]
 
 SPECS = {s.name: s for s in _SPECS}
-PAGE_STATES = ("used", "free", "held", "sent", "skipped", "dirty")
 
 
 def make_dataset(

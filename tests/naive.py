@@ -3,7 +3,10 @@
 Nothing here uses Numba or bit tricks: bitmaps are Python lists of bools, the buddy allocator
 keeps one Python ``set`` of free blocks per order, the hint virtqueue is a ``deque``.  The tests
 compare the kernels of :mod:`fphint_kernels.kernels` with these on random and edge-case inputs,
-and :func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
+each step of :class:`NaiveMigration` (``workload_step``, ``guest_hint_step``, ``host_hint_step``,
+``send_pages``, ``sync_point``, ``sender_run``, ``migration_completion``) with the kernel of the
+same name from the same mid-run state (``NaiveMigration.run(until)`` gets there), and
+:func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
 
 Only configuration parsing (``Scenario``, ``HostProfile``, ``simulate.build_params``,
 ``simulate.watermarks``) and the seeding of the random streams (``kernels.rng.seed_streams``)
@@ -50,11 +53,6 @@ def popcount64(word: int) -> int:
     return sum(word_to_bits(word))
 
 
-def ctz64(word: int) -> int:
-    """Index of the lowest set bit (word != 0)."""
-    return word_to_bits(word).index(True)
-
-
 def clz_index64(word: int) -> int:
     """Index of the highest set bit (word != 0)."""
     bits = word_to_bits(word)
@@ -93,24 +91,8 @@ def clear_range(bits: list[bool], start: int, n: int) -> int:
     return was
 
 
-def count_range(bits: list[bool], start: int, n: int) -> int:
-    return sum(1 for i in range(start, start + n) if bits[i])
-
-
 def popcount(bits: list[bool]) -> int:
     return sum(1 for b in bits if b)
-
-
-def find_next_set(bits: list[bool], nbits: int, start: int) -> tuple[int, int]:
-    """First set bit at or after ``start`` (``nbits`` if none; a bit found past ``nbits`` in the
-    last word reads as ``nbits``), and the number of 64-bit words looked at to find it."""
-    if start >= nbits:
-        return nbits, 0
-    first_word = start // 64
-    for i in range(start, len(bits)):
-        if bits[i]:
-            return min(i, nbits), i // 64 - first_word + 1
-    return nbits, len(bits) // 64 - first_word
 
 
 def or_merge(dst: list[bool], src: list[bool]) -> int:
@@ -278,7 +260,7 @@ class NaiveMRG:
 
 
 # ============================================================================================
-# The whole migration (kernels/workload.py, balloon.py, precopy.py), written plainly
+# The whole migration (kernels/workload.py, balloon.py, precopy.py, engine.py), written plainly
 # ============================================================================================
 
 PAGE_SIZE = 4096
@@ -311,6 +293,8 @@ class NaiveMigration:
         record, lay = build_params(scenario, profile, 10.0, float(step_ms))
         self.p = {name: record[0][name].item() for name in record.dtype.names}
         p = self.p
+        # a result only (the guest's cost of a write fault), not a kernel parameter
+        self.write_fault_ns = profile.params["write_fault_ns"] / profile.params["cpu_speed"]
         n = scenario.nr_pages
         self.n = n
         self.faults = set(scenario.faults)
@@ -385,7 +369,7 @@ class NaiveMigration:
             {"age": 0.0, "life": 0.0, "target": 0, "blocks": [], "acc": 0.0}
             for _ in range(p["jobs"])
         ]
-        self.rss_cap = p["rss_cap"] if p["jobs"] else 1
+        self.rss_cap = lay["rss_cap"] if p["jobs"] else 1
         streams = seed_streams(scenario.seed, 2)
         self.rng = NaiveMRG(streams[0])
         init_rng = NaiveMRG(streams[1])
@@ -877,11 +861,13 @@ class NaiveMigration:
 
     # ---- main loop -------------------------------------------------------------------------
 
-    def run(self):
+    def run(self, until=math.inf):
+        """Step until the migration ends or the clock reaches ``until`` (ms); call again to
+        go on from there (the tests of single steps start from such a mid-run state)."""
         p = self.p
         dt = p["step_ms"]
         setup_end = p["setup_ms"] + p["t_sync"]
-        while self.status == "running":
+        while self.status == "running" and self.now < until:
             now = self.now
             step_end = now + dt
             if not self.logging and now >= self.log_start_at:
@@ -930,7 +916,6 @@ class NaiveMigration:
         return lost, stale_free
 
     def results(self) -> dict:
-        p = self.p
         completed = self.status == "completed"
         nan = float("nan")
         lost, stale_free = self.count_lost() if completed else (-1, -1)
@@ -938,7 +923,7 @@ class NaiveMigration:
         setup = self.setup_time if self.setup_done else nan
         moving = total - setup if completed else nan
         mbps = self.bytes * 8 / moving / 1000 if completed and moving > 0 else nan
-        overhead_ns = self.write_faults * p["write_fault_ns"] + self.hint_cpu_ns
+        overhead_ns = self.write_faults * self.write_fault_ns + self.hint_cpu_ns
 
         def num(v):
             if isinstance(v, float):

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fphint_kernels.kernels import buddy as kb
-from fphint_kernels.kernels import state as S
+from fphint_kernels.kernels import layout as S
 
 
 class KernelBuddy:
@@ -17,38 +17,31 @@ class KernelBuddy:
         self.rec = S.new_state()
         self.st = self.rec[0]
         self.st["n"] = n
-        off, _ = kb.freemap_layout(n)
-        self.bd = (
-            np.full(n, -1, dtype=np.int8),
-            np.zeros(int(off[-1]), dtype=np.uint64),
-            off,
-            off[:-1].copy(),
-            np.zeros(S.MAX_ORDER + 1, dtype=np.int64),
-        )
+        self.bd = kb.new_buddy(n)
         self.n = n
 
     def add_range(self, lo, hi):
-        kb.buddy_add_range(self.st, *self.bd, lo, hi)
+        kb.buddy_add_range(self.st, self.bd, lo, hi)
 
     def alloc(self, k):
-        return int(kb.buddy_alloc(self.st, *self.bd, k))
+        return int(kb.buddy_alloc(self.st, self.bd, k))
 
     def free_block(self, pfn, k):
-        kb.buddy_free(self.st, *self.bd, pfn, k)
+        kb.buddy_free(self.st, self.bd, pfn, k)
 
     @property
     def nr_free_pages(self):
         return int(self.st["nr_free_pages"])
 
     def nr_free(self):
-        return self.bd[4].tolist()
+        return self.bd.nr_free.tolist()
 
     def free_order(self):
-        return self.bd[0].tolist()
+        return self.bd.free_order.tolist()
 
     def free_pages(self):
         out = np.zeros((self.n + 63) // 64, dtype=np.uint64)
-        kb.free_page_bitmap(self.bd[0], out)
+        kb.free_page_bitmap(self.bd.free_order, out)
         return naive.words_to_bits(out)[: self.n]
 
 

@@ -44,13 +44,6 @@ def popcount64(x):
     return np.int64(x & _B7F)
 
 
-@jit(inline="always")
-def ctz64(x):
-    """Index of the lowest set bit of a non-zero uint64."""
-    low = x & (~x + ONE)
-    return popcount64(low - ONE)
-
-
 @jit
 def clz_index64(x):
     """Index of the highest set bit of a non-zero uint64."""
@@ -111,21 +104,6 @@ def _range_mask(lo, hi):
 
 
 @jit
-def count_range(bm, start, n):
-    """Number of set bits in [start, start + n)."""
-    total = 0
-    i = start
-    end = start + n
-    while i < end:
-        w = i >> 6
-        lo = i & 63
-        hi = min(64, lo + (end - i))
-        total += popcount64(bm[w] & _range_mask(lo, hi))
-        i += hi - lo
-    return total
-
-
-@jit
 def set_range(bm, start, n):
     """Set bits [start, start + n); return how many were clear."""
     newly = 0
@@ -162,39 +140,12 @@ def clear_range(bm, start, n):
 
 @jit
 def popcount(bm):
-    """Number of set bits in the whole bitmap."""
+    """Number of set bits in the whole bitmap (``bitmap_weight``)."""
     total = 0
     for w in range(bm.shape[0]):
         if bm[w]:
             total += popcount64(bm[w])
     return total
-
-
-@jit
-def find_next_set(bm, nbits, start):
-    """First set bit at or after ``start`` (``find_next_bit``).
-
-    Returns
-    -------
-    (int, int)
-        The bit index (``nbits`` if none) and the number of words examined (for the cost model).
-    """
-    if start >= nbits:
-        return nbits, 0
-    wi = start >> 6
-    nw = bm.shape[0]
-    word = bm[wi] & (ALL << np.uint64(start & 63))
-    scanned = 1
-    while word == ZERO:
-        wi += 1
-        if wi >= nw:
-            return nbits, scanned
-        word = bm[wi]
-        scanned += 1
-    idx = (wi << 6) + ctz64(word)
-    if idx > nbits:
-        idx = nbits
-    return idx, scanned
 
 
 @jit

@@ -11,11 +11,8 @@ takes the list head; after boot, ``memblock`` frees memory in ascending order an
 block is added at the head, so the head is the highest block and the two agree until the
 workload's frees reorder the lists.
 
-Arrays (p = pages):
-``free_order`` int8[p]: order of the free block headed at pfn, -1 otherwise.
-``freemap`` uint64[...]: the per-order bitmaps, order ``k`` at words ``fm_off[k]...``.
-``nr_free`` int64[MAX_ORDER+1]: free blocks per order; ``fm_top`` int64[..]: highest word of
-each order that may be non-zero (a search hint).  ``st["nr_free_pages"]`` counts free pages.
+State: ``bd``, any bundle with the fields of :class:`~.layout.Buddy` (a ``Buddy``, or the
+:class:`~.layout.Guest`); ``st["nr_free_pages"]`` counts free pages.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import numpy as np
 
 from .._numba import jit
 from .bitmap import ONE, ZERO, clz_index64
-from .state import MAX_ORDER
+from .layout import MAX_ORDER, Buddy
 
 
 def freemap_layout(n: int):
@@ -37,82 +34,95 @@ def freemap_layout(n: int):
     return off, nbits
 
 
+def new_buddy(n: int) -> Buddy:
+    """An empty allocator over ``n`` pages (give it pages with :func:`buddy_add_range`)."""
+    off, _nbits = freemap_layout(n)
+    return Buddy(
+        free_order=np.full(n, -1, dtype=np.int8),
+        freemap=np.zeros(int(off[-1]), dtype=np.uint64),
+        fm_off=off,
+        fm_top=off[:-1].copy(),
+        nr_free=np.zeros(MAX_ORDER + 1, dtype=np.int64),
+    )
+
+
 @jit(inline="always")
-def fl_add(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k):
+def fl_add(st, bd, pfn, k):
     """Put the free block (pfn, k) on its free list."""
-    free_order[pfn] = k
+    bd.free_order[pfn] = k
     idx = pfn >> k
-    w = fm_off[k] + (idx >> 6)
-    freemap[w] = freemap[w] | (ONE << np.uint64(idx & 63))
-    if w > fm_top[k]:
-        fm_top[k] = w
-    nr_free[k] += 1
+    w = bd.fm_off[k] + (idx >> 6)
+    bd.freemap[w] = bd.freemap[w] | (ONE << np.uint64(idx & 63))
+    if w > bd.fm_top[k]:
+        bd.fm_top[k] = w
+    bd.nr_free[k] += 1
     st["nr_free_pages"] += 1 << k
 
 
 @jit(inline="always")
-def fl_del(st, free_order, freemap, fm_off, nr_free, pfn, k):
+def fl_del(st, bd, pfn, k):
     """Take the free block (pfn, k) off its free list."""
-    free_order[pfn] = -1
+    bd.free_order[pfn] = -1
     idx = pfn >> k
-    w = fm_off[k] + (idx >> 6)
-    freemap[w] = freemap[w] & ~(ONE << np.uint64(idx & 63))
-    nr_free[k] -= 1
+    w = bd.fm_off[k] + (idx >> 6)
+    bd.freemap[w] = bd.freemap[w] & ~(ONE << np.uint64(idx & 63))
+    bd.nr_free[k] -= 1
     st["nr_free_pages"] -= 1 << k
 
 
 @jit(inline="always")
-def fl_highest(freemap, fm_off, fm_top, k):
+def fl_highest(bd, k):
     """pfn of the highest free block of order k (the list must not be empty)."""
-    w = fm_top[k]
-    lo = fm_off[k]
+    freemap = bd.freemap
+    w = bd.fm_top[k]
+    lo = bd.fm_off[k]
     while w >= lo and freemap[w] == ZERO:
         w -= 1
-    fm_top[k] = w
+    bd.fm_top[k] = w
     idx = ((w - lo) << 6) + clz_index64(freemap[w])
     return idx << k
 
 
 @jit
-def buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, k):
+def buddy_alloc(st, bd, k):
     """Allocate a block of order k; return its pfn or -1 (``__rmqueue_smallest`` + ``expand``)."""
     j = k
-    while j <= MAX_ORDER and nr_free[j] == 0:
+    while j <= MAX_ORDER and bd.nr_free[j] == 0:
         j += 1
     if j > MAX_ORDER:
         return -1
-    pfn = fl_highest(freemap, fm_off, fm_top, j)
-    fl_del(st, free_order, freemap, fm_off, nr_free, pfn, j)
+    pfn = fl_highest(bd, j)
+    fl_del(st, bd, pfn, j)
     while j > k:
         j -= 1
-        fl_add(st, free_order, freemap, fm_off, fm_top, nr_free, pfn + (1 << j), j)
+        fl_add(st, bd, pfn + (1 << j), j)
     return pfn
 
 
 @jit
-def buddy_free(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k):
+def buddy_free(st, bd, pfn, k):
     """Free the block (pfn, k), merging with free buddies (``__free_one_page``)."""
     n = st["n"]
     while k < MAX_ORDER:
         buddy = pfn ^ (1 << k)
-        if buddy + (1 << k) > n or free_order[buddy] != k:
+        if buddy + (1 << k) > n or bd.free_order[buddy] != k:
             break
-        fl_del(st, free_order, freemap, fm_off, nr_free, buddy, k)
+        fl_del(st, bd, buddy, k)
         if buddy < pfn:
             pfn = buddy
         k += 1
-    fl_add(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k)
+    fl_add(st, bd, pfn, k)
 
 
 @jit
-def buddy_add_range(st, free_order, freemap, fm_off, fm_top, nr_free, lo, hi):
+def buddy_add_range(st, bd, lo, hi):
     """Give pages [lo, hi) to the allocator as maximal aligned blocks (boot-time freeing)."""
     pfn = lo
     while pfn < hi:
         k = MAX_ORDER
         while k > 0 and ((pfn & ((1 << k) - 1)) != 0 or pfn + (1 << k) > hi):
             k -= 1
-        buddy_free(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k)
+        buddy_free(st, bd, pfn, k)
         pfn += 1 << k
 
 

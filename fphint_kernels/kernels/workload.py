@@ -7,7 +7,8 @@ in the dirty log and costs the guest a write fault (``kvm_mmu_page_fault`` ->
 below the low watermark the guest reclaims (the balloon shrinker first when it may give hinted
 blocks back, then the oldest page cache), below the min watermark the allocation fails.
 
-Bitmap tuple ``bm`` (all uint64[words]): see ``BM_*`` indices below.
+State: ``st`` and ``prm`` (:mod:`.layout` records), the bundles ``g`` (:class:`~.layout.Guest`,
+the guest's memory) and ``wl`` (:class:`~.layout.Workload`, its programs).
 """
 
 from __future__ import annotations
@@ -19,34 +20,43 @@ import numpy as np
 from .._numba import jit
 from .bitmap import ONE, ZERO, clear_bit, clear_range, set_bit
 from .buddy import buddy_alloc, buddy_free
+from .layout import (
+    BM_DLOG,
+    BM_HELD,
+    BM_NONZERO,
+    BM_UNARMED,
+    FAIL_OOM,
+    FAILED,
+    HINT_ORDER,
+    HINT_PAGES,
+    MAX_ORDER,
+    REL_SHRINKER,
+)
 from .rng import rng_below, rng_exponential, rng_normal, rng_poisson, rng_uniform
-from .state import FAIL_OOM, FAILED, MAX_ORDER, REL_SHRINKER
-
-BM_BMAP, BM_DLOG, BM_UNARMED, BM_NONZERO, BM_HELD, BM_SENT, BM_SKIP = range(7)
-N_BM = 7
 
 
 @jit
-def page_write(st, bm, ver_src, p, zero):
+def page_write(st, g, p, zero):
     """The guest writes page ``p`` (``zero``: it writes zeros, e.g. ``clear_page``)."""
-    ver_src[p] += 1
+    g.ver_src[p] += 1
     if zero:
-        clear_bit(bm[BM_NONZERO], p)
+        clear_bit(g.bm[BM_NONZERO], p)
     else:
-        set_bit(bm[BM_NONZERO], p)
+        set_bit(g.bm[BM_NONZERO], p)
     if st["logging"]:
-        if set_bit(bm[BM_UNARMED], p):
+        if set_bit(g.bm[BM_UNARMED], p):
             st["write_faults"] += 1
-            if set_bit(bm[BM_DLOG], p):
+            if set_bit(g.bm[BM_DLOG], p):
                 st["dlog_count"] += 1
 
 
 @jit
-def block_write(st, bm, ver_src, pfn, k, zero):
+def block_write(st, g, pfn, k, zero):
     """The guest writes every page of the block (pfn, k): ``page_write`` in one loop."""
-    nonzero = bm[BM_NONZERO]
-    unarmed = bm[BM_UNARMED]
-    dlog = bm[BM_DLOG]
+    ver_src = g.ver_src
+    nonzero = g.bm[BM_NONZERO]
+    unarmed = g.bm[BM_UNARMED]
+    dlog = g.bm[BM_DLOG]
     logging = st["logging"]
     faults = 0
     logged = 0
@@ -69,160 +79,167 @@ def block_write(st, bm, ver_src, pfn, k, zero):
 
 
 @jit
-def guest_free(st, prm, bd, bm, ver_src, pfn, k):
+def guest_free(st, prm, g, pfn, k):
     """Free a block; with page poisoning the freed pages are overwritten first."""
-    free_order, freemap, fm_off, fm_top, nr_free = bd
     if prm["poison"] != 0:
-        block_write(st, bm, ver_src, pfn, k, np.int64(prm["poison"] == 1))
-    buddy_free(st, free_order, freemap, fm_off, fm_top, nr_free, pfn, k)
+        block_write(st, g, pfn, k, np.int64(prm["poison"] == 1))
+    buddy_free(st, g, pfn, k)
 
 
 @jit
-def release_held_block(st, prm, bd, bm, ver_src, held_blocks):
+def release_held_block(st, prm, g):
     """The balloon driver gives its most recently hinted block back (``return_free_pages_to_mm``)."""
     st["held_n"] -= 1
-    pfn = held_blocks[st["held_n"]]
-    clear_range(bm[BM_HELD], pfn, np.int64(1 << MAX_ORDER))
-    st["held_pages"] -= 1 << MAX_ORDER
-    guest_free(st, prm, bd, bm, ver_src, pfn, np.int64(MAX_ORDER))
+    pfn = g.held_blocks[st["held_n"]]
+    clear_range(g.bm[BM_HELD], pfn, np.int64(HINT_PAGES))
+    st["held_pages"] -= HINT_PAGES
+    guest_free(st, prm, g, pfn, np.int64(HINT_ORDER))
 
 
 @jit
-def reclaim(st, prm, bd, bm, ver_src, held_blocks, pc_ring, target):
+def reclaim(st, prm, g, target):
     """Free memory until ``target`` free pages: balloon shrinker first, then old page cache."""
     if prm["release"] == REL_SHRINKER:
         while st["nr_free_pages"] < target and st["held_n"] > 0:
-            release_held_block(st, prm, bd, bm, ver_src, held_blocks)
+            release_held_block(st, prm, g)
+    pc_ring = g.pc_ring
     cap = pc_ring.shape[0]
     k = prm["pc_order"]
     while st["nr_free_pages"] < target and st["pc_count"] > 0:
         tail = (st["pc_head"] - st["pc_count"]) % cap
         st["pc_count"] -= 1
-        guest_free(st, prm, bd, bm, ver_src, np.int64(pc_ring[tail]), k)
+        guest_free(st, prm, g, np.int64(pc_ring[tail]), k)
 
 
 @jit
-def guest_alloc(st, prm, bd, bm, ver_src, held_blocks, pc_ring, k):
+def guest_alloc(st, prm, g, k):
     """Allocate an order-k block for the workload; -1 (and status FAILED) when out of memory."""
-    free_order, freemap, fm_off, fm_top, nr_free = bd
     need = 1 << k
     if st["nr_free_pages"] - need < st["wmark_low"]:
-        reclaim(st, prm, bd, bm, ver_src, held_blocks, pc_ring, st["wmark_high"] + need)
+        reclaim(st, prm, g, st["wmark_high"] + need)
     pfn = -1
     if st["nr_free_pages"] - need >= st["wmark_min"]:
-        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, k)
+        pfn = buddy_alloc(st, g, k)
     if pfn < 0:
         st["status"] = FAILED
         st["failure"] = FAIL_OOM
         return -1
     if prm["init_on_alloc"]:
-        block_write(st, bm, ver_src, pfn, k, np.int64(1))
+        block_write(st, g, pfn, k, np.int64(1))
         st["zero_cpu_ns"] += need * prm["zero_fill_ns"]
     return pfn
 
 
 @jit
-def pagecache_add(st, prm, bd, bm, ver_src, held_blocks, pc_ring):
+def pagecache_add(st, prm, g):
     """Read or write one page-cache block: allocate it, fill it with data, queue it for reclaim."""
+    pc_ring = g.pc_ring
     cap = pc_ring.shape[0]
     k = prm["pc_order"]
     if st["pc_count"] >= cap:
-        reclaim(st, prm, bd, bm, ver_src, held_blocks, pc_ring, st["nr_free_pages"] + (1 << k))
-    pfn = guest_alloc(st, prm, bd, bm, ver_src, held_blocks, pc_ring, k)
+        reclaim(st, prm, g, st["nr_free_pages"] + (1 << k))
+    pfn = guest_alloc(st, prm, g, k)
     if pfn < 0:
         return
-    block_write(st, bm, ver_src, pfn, k, np.int64(0))
+    block_write(st, g, pfn, k, np.int64(0))
     pc_ring[st["pc_head"]] = pfn
     st["pc_head"] = (st["pc_head"] + 1) % cap
     st["pc_count"] += 1
 
 
 @jit
-def proc_spawn(st, prm, procs, p_pool, rng, j):
+def proc_spawn(prm, wl, rng, j):
     """Start compiler job j: lognormal peak RSS, exponential lifetime (in workload ms)."""
-    p_age, p_life, p_target, p_nblk, p_acc = procs
     rss = math.exp(prm["rss_mu"] + prm["rss_sigma"] * rng_normal(rng))
     blocks = int(rss) >> prm["anon_order"]
     if blocks < 1:
         blocks = 1
-    cap = p_pool.shape[1]
+    cap = wl.job_pool.shape[1]
     if blocks > cap:
         blocks = cap
-    p_target[j] = blocks
-    p_life[j] = max(20.0, rng_exponential(rng, prm["life_ms"]))
-    p_age[j] = 0.0
-    p_nblk[j] = 0
-    p_acc[j] = 0.0
+    wl.job_target[j] = blocks
+    wl.job_life[j] = max(20.0, rng_exponential(rng, prm["life_ms"]))
+    wl.job_age[j] = 0.0
+    wl.job_nblk[j] = 0
+    wl.job_acc[j] = 0.0
 
 
 @jit
-def proc_grow(st, prm, bd, bm, ver_src, held_blocks, pc_ring, procs, p_pool, j, nblocks):
-    p_age, p_life, p_target, p_nblk, p_acc = procs
+def proc_grow(st, prm, g, wl, j, nblocks):
+    """Job j allocates up to ``nblocks`` more anonymous blocks (not past its peak RSS)."""
+    nblk = wl.job_nblk
     k = prm["anon_order"]
     for _ in range(nblocks):
-        if p_nblk[j] >= p_target[j]:
+        if nblk[j] >= wl.job_target[j]:
             return
-        pfn = guest_alloc(st, prm, bd, bm, ver_src, held_blocks, pc_ring, k)
+        pfn = guest_alloc(st, prm, g, k)
         if pfn < 0:
             return
-        block_write(st, bm, ver_src, pfn, k, np.int64(0))
-        p_pool[j, p_nblk[j]] = pfn
-        p_nblk[j] += 1
+        block_write(st, g, pfn, k, np.int64(0))
+        wl.job_pool[j, nblk[j]] = pfn
+        nblk[j] += 1
 
 
 @jit
-def proc_exit(st, prm, bd, bm, ver_src, procs, p_pool, j):
-    p_age, p_life, p_target, p_nblk, p_acc = procs
+def proc_exit(st, prm, g, wl, j):
+    """Job j exits: its blocks go back to the allocator."""
+    pool = wl.job_pool
     k = prm["anon_order"]
-    for i in range(p_nblk[j]):
-        guest_free(st, prm, bd, bm, ver_src, np.int64(p_pool[j, i]), k)
-    p_nblk[j] = 0
+    for i in range(wl.job_nblk[j]):
+        guest_free(st, prm, g, np.int64(pool[j, i]), k)
+    wl.job_nblk[j] = 0
 
 
 @jit
-def workload_step(
-    st, prm, bd, bm, ver_src, held_blocks, pc_ring, base_pool, dl_pool, procs, p_pool, rng, dt
-):
+def workload_step(st, prm, g, wl, dt):
     """Advance the guest workload by ``dt`` ms of its own time (already scaled by throttle,
     testbed speed and intensity)."""
     if dt <= 0.0:
         return
+    rng = wl.rngs[0]
     # kernel and daemons: Poisson writes into a small hot set of base memory
     if st["base_n"] > 0:
+        base_pool = wl.base_pool
         hot = min(prm["bg_hot"], st["base_n"])
         m = rng_poisson(rng, prm["bg_rate"] * dt)
         for _ in range(m):
-            page_write(st, bm, ver_src, np.int64(base_pool[rng_below(rng, hot)]), np.int64(0))
+            page_write(st, g, np.int64(base_pool[rng_below(rng, hot)]), np.int64(0))
     # compiler jobs
-    p_age, p_life, p_target, p_nblk, p_acc = procs
+    target = wl.job_target
+    life = wl.job_life
+    acc = wl.job_acc
+    age = wl.job_age
+    nblk = wl.job_nblk
+    pool = wl.job_pool
     k = prm["anon_order"]
     for j in range(prm["jobs"]):
-        if p_target[j] == 0:
-            proc_spawn(st, prm, procs, p_pool, rng, j)
-        rate = p_target[j] / max(1.0, p_life[j] * prm["alloc_frac"])
-        p_acc[j] += rate * dt
-        n = int(p_acc[j])
-        p_acc[j] -= n
-        proc_grow(st, prm, bd, bm, ver_src, held_blocks, pc_ring, procs, p_pool, j, n)
+        if target[j] == 0:
+            proc_spawn(prm, wl, rng, j)
+        rate = target[j] / max(1.0, life[j] * prm["alloc_frac"])
+        acc[j] += rate * dt
+        n = int(acc[j])
+        acc[j] -= n
+        proc_grow(st, prm, g, wl, j, n)
         if st["status"] != 0:
             return
-        if p_nblk[j] > 0:
-            m = rng_poisson(rng, (p_nblk[j] << k) * prm["rewrite_per_ms"] * dt)
+        if nblk[j] > 0:
+            m = rng_poisson(rng, (nblk[j] << k) * prm["rewrite_per_ms"] * dt)
             for _ in range(m):
-                pfn = np.int64(p_pool[j, rng_below(rng, p_nblk[j])])
-                page_write(st, bm, ver_src, pfn + rng_below(rng, 1 << k), np.int64(0))
-        p_age[j] += dt
-        if p_age[j] >= p_life[j]:
-            proc_exit(st, prm, bd, bm, ver_src, procs, p_pool, j)
-            p_target[j] = 0
+                pfn = np.int64(pool[j, rng_below(rng, nblk[j])])
+                page_write(st, g, pfn + rng_below(rng, 1 << k), np.int64(0))
+        age[j] += dt
+        if age[j] >= life[j]:
+            proc_exit(st, prm, g, wl, j)
+            target[j] = 0
     # page cache growth (sources read, objects written)
     if prm["pc_rate"] > 0.0:
         st["pc_acc"] += prm["pc_rate"] * dt
         while st["pc_acc"] >= 1.0 and st["status"] == 0:
             st["pc_acc"] -= 1.0
-            pagecache_add(st, prm, bd, bm, ver_src, held_blocks, pc_ring)
+            pagecache_add(st, prm, g)
     # dirty loop: rewrite the buffer in address order once per interval
     if st["dl_n"] > 0:
+        dl_pool = wl.dl_pool
         st["dl_acc"] += st["dl_n"] / prm["dl_interval"] * dt
         n = int(st["dl_acc"])
         st["dl_acc"] -= n
@@ -234,68 +251,54 @@ def workload_step(
             n = cap
             st["dl_acc"] = 0.0
         for _ in range(n):
-            page_write(st, bm, ver_src, np.int64(dl_pool[st["dl_cursor"]]), np.int64(0))
+            page_write(st, g, np.int64(dl_pool[st["dl_cursor"]]), np.int64(0))
             st["dl_cursor"] = (st["dl_cursor"] + 1) % st["dl_n"]
 
 
 @jit
-def workload_init(
-    st,
-    prm,
-    bd,
-    bm,
-    ver_src,
-    held_blocks,
-    pc_ring,
-    base_pool,
-    dl_pool,
-    procs,
-    p_pool,
-    rng,
-    touched_pages,
-    pagecache_pages,
-    tmp,
-):
+def workload_init(st, prm, g, wl, touched_pages, pagecache_pages, tmp):
     """Build the guest's memory as it is when migration starts (boot and workload history).
 
     Base memory, then page cache, then the running jobs and the dirty-loop buffer, then
     ``touched_pages`` of memory that is written and freed again (it stays free with old data in
     it; allocation stops at the high watermark, or when ``tmp``, sized for the blocks of
     touched memory taken largest first plus a margin, is full).
-    ``tmp`` is scratch space for the touched blocks.
+    ``tmp`` is scratch space for the touched blocks.  Draws come from stream 1 of ``wl.rngs``.
     """
-    free_order, freemap, fm_off, fm_top, nr_free = bd
     n = st["n"]
+    rng = wl.rngs[1]
     # boot-time reserved memory: written, never in the buddy allocator
     for p in range(st["reserved_low"]):
-        block_write(st, bm, ver_src, p, np.int64(0), np.int64(0))
+        page_write(st, g, p, np.int64(0))
     for p in range(st["memmap_start"], n):
-        block_write(st, bm, ver_src, p, np.int64(0), np.int64(0))
+        page_write(st, g, p, np.int64(0))
+    base_pool = wl.base_pool
     for i in range(base_pool.shape[0]):
-        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, np.int64(0))
+        pfn = buddy_alloc(st, g, np.int64(0))
         if pfn < 0:
             st["status"] = FAILED
             st["failure"] = FAIL_OOM
             return
-        page_write(st, bm, ver_src, pfn, np.int64(0))
+        page_write(st, g, pfn, np.int64(0))
         base_pool[i] = pfn
     st["base_n"] = base_pool.shape[0]
     k = prm["pc_order"]
     for _ in range(pagecache_pages >> k):
-        pagecache_add(st, prm, bd, bm, ver_src, held_blocks, pc_ring)
+        pagecache_add(st, prm, g)
     # running jobs, each part-way through its life
-    p_age, p_life, p_target, p_nblk, p_acc = procs
+    life = wl.job_life
     for j in range(prm["jobs"]):
-        proc_spawn(st, prm, procs, p_pool, rng, j)
-        age = rng_uniform(rng) * p_life[j]
-        grown = int(min(1.0, age / max(1.0, p_life[j] * prm["alloc_frac"])) * p_target[j])
-        p_age[j] = age
-        proc_grow(st, prm, bd, bm, ver_src, held_blocks, pc_ring, procs, p_pool, j, grown)
+        proc_spawn(prm, wl, rng, j)
+        age = rng_uniform(rng) * life[j]
+        grown = int(min(1.0, age / max(1.0, life[j] * prm["alloc_frac"])) * wl.job_target[j])
+        wl.job_age[j] = age
+        proc_grow(st, prm, g, wl, j, grown)
+    dl_pool = wl.dl_pool
     for i in range(dl_pool.shape[0]):
-        pfn = guest_alloc(st, prm, bd, bm, ver_src, held_blocks, pc_ring, np.int64(0))
+        pfn = guest_alloc(st, prm, g, np.int64(0))
         if pfn < 0:
             return
-        page_write(st, bm, ver_src, pfn, np.int64(0))
+        page_write(st, g, pfn, np.int64(0))
         dl_pool[i] = pfn
     st["dl_n"] = dl_pool.shape[0]
     # touched memory: written then freed (largest blocks first, like a big anonymous mapping)
@@ -306,14 +309,14 @@ def workload_init(
         if (1 << order) > left or st["nr_free_pages"] - (1 << order) < st["wmark_high"]:
             order -= 1
             continue
-        pfn = buddy_alloc(st, free_order, freemap, fm_off, fm_top, nr_free, order)
+        pfn = buddy_alloc(st, g, order)
         if pfn < 0:
             order -= 1
             continue
-        block_write(st, bm, ver_src, pfn, order, np.int64(0))
+        block_write(st, g, pfn, order, np.int64(0))
         tmp[nt, 0] = pfn
         tmp[nt, 1] = order
         nt += 1
         left -= 1 << order
     for i in range(nt):
-        guest_free(st, prm, bd, bm, ver_src, tmp[i, 0], tmp[i, 1])
+        guest_free(st, prm, g, tmp[i, 0], tmp[i, 1])

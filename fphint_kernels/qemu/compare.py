@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FphintError
+from ..kernels.layout import PAGE_SIZE
 
 FIELDS = (
     "ram-duplicate",
@@ -330,7 +331,7 @@ def fit_host_profile(
             g = {**guest, "base_used": str(int(base_used))}
             sc = scenario_for(idle[0], profile=start, guest_options=g)
             n = _value(simulate(sc, profile=prof(params, g)), "ram-normal")
-            base_used = max(4 << 20, base_used + (target - n) * 4096)
+            base_used = max(4 << 20, base_used + (target - n) * PAGE_SIZE)
         guest["base_used"] = f"{int(base_used) >> 20}M"
     stream.write(f"fphint qemu fit: guest {guest}\n")
 

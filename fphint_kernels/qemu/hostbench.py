@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-PAGE = 4096
+from ..kernels.layout import NORMAL_RECORD, PAGE_SIZE
 
 
 def host_info() -> dict:
@@ -72,7 +72,7 @@ def _best(fn, repeat: int) -> float:
 
 def zero_check_ns(mib: int = 64, repeat: int = 5) -> float:
     """ns to decide that one 4 KiB page of zeros is zero."""
-    buf = np.zeros((mib << 20) // 8, dtype=np.uint64).reshape(-1, PAGE // 8)
+    buf = np.zeros((mib << 20) // 8, dtype=np.uint64).reshape(-1, PAGE_SIZE // 8)
     t = _best(lambda: np.bitwise_or.reduce(buf, axis=1).any(), repeat)
     return t / buf.shape[0] * 1e9
 
@@ -82,7 +82,7 @@ def page_copy_ns(mib: int = 64, repeat: int = 5) -> float:
     src = np.random.default_rng(0).integers(1, 2**63, (mib << 20) // 8, dtype=np.uint64)
     dst = np.empty_like(src)
     t = _best(lambda: np.copyto(dst, src), repeat)
-    return t / ((mib << 20) / PAGE) * 1e9
+    return t / ((mib << 20) / PAGE_SIZE) * 1e9
 
 
 def loopback_bytes_per_s(mib: int = 256, chunk: int = 1 << 20) -> float:
@@ -141,6 +141,6 @@ def run_all(quick: bool = False) -> dict:
         "zero_page_ns": z,
         "page_copy_ns": c,
         "link_bytes_per_s": link,
-        "normal_page_ns": c + 4104 / link * 1e9,
+        "normal_page_ns": c + NORMAL_RECORD / link * 1e9,
         "loadavg": load,
     }

@@ -22,12 +22,10 @@ import xarray as xr
 
 from ..errors import FphintError
 from ..io import load_dataset
+from ..kernels.layout import PAGE_SIZE
 from ..variables import SPECS
 from .result import RunResult
 from .runconfig import RunConfig
-
-PAGE = 4096
-
 
 HARNESS_VERSION = 2  # 2: destination check waits for "running", touch 0.3 (1: 0.5)
 
@@ -154,7 +152,7 @@ def to_dataset(res: RunResult, *, run: int = 0, campaign: str = "") -> xr.Datase
 
     remaining = col(("ram", "remaining"))
     data["transferred"] = _var("transferred", col(("ram", "transferred")), dims=("time",))
-    data["pending"] = _var("pending", remaining / PAGE, dims=("time",))
+    data["pending"] = _var("pending", remaining / PAGE_SIZE, dims=("time",))
     data["qmp-duplicate"] = _var(
         "qmp-duplicate", col(("ram", "duplicate")), ("time",), "pages", "zero pages sent so far"
     )
