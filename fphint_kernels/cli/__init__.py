@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
 from ..errors import FphintError
 from . import calibrate, qemu, reproduce, simulate
@@ -56,6 +57,21 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             longest = max(len(self._format_action_invocation(a)) for a in subactions)
             need = longest + self._current_indent + 2 * self._indent_increment
             self._action_max_length = max(self._action_max_length, need)
+
+    def _fill_text(self, text, width, indent):
+        # paragraphs are filled; indented lines (examples) are kept as they are
+        out = []
+        for para in text.split("\n\n"):
+            if para.startswith(" ") or "\n  " in para:
+                out.append("\n".join(indent + line for line in para.splitlines()))
+            else:
+                out.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent, break_on_hyphens=False))  # fmt: skip
+        return "\n\n".join(out)
+
+    def _split_lines(self, text, width):
+        # option names such as --update-profiles are not broken at their hyphens
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
     def _get_help_string(self, action):
         text = action.help or ""

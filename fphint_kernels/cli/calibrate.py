@@ -76,29 +76,34 @@ def add_command(subparsers) -> None:
         "The shipped profiles in data/profiles/ change only with --update-profiles.",
     )
     p.add_argument("--rows", default="v36", help="patch version whose total-time rows are fitted")
-    p.add_argument("--start", default="prior", help="starting profile (default prior)")
-    p.add_argument("--name", default="v36", help="name of the fitted profile (default v36)")
+    p.add_argument("--start", default="prior", help="starting profile (default: prior)")
+    p.add_argument("--name", default="v36", help="name of the fitted profile (default: v36)")
     p.add_argument(
         "--free",
         default=",".join(DEFAULT_FREE),
-        help=f"comma-separated free parameters (default {','.join(DEFAULT_FREE)})",
+        help=f"comma-separated free parameters (default: {','.join(DEFAULT_FREE)})",
     )
-    p.add_argument("--seeds", type=int, default=3, help="seeds per evaluation (default 3)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per evaluation (default: 3)")
     p.add_argument("--method", choices=METHODS, default="nelder-mead", help="optimiser")
-    p.add_argument("--max-evals", type=int, default=150, help="budget of evaluations (default 150)")
+    p.add_argument(
+        "--max-evals",
+        type=int,
+        default=150,
+        help="most evaluations; the fit may converge sooner (default: 150)",
+    )
     p.add_argument(
         "--derive",
         default="v37",
         metavar="NAME",
         help="also write this testbed profile from NAME's legacy build time "
-        "(default v37; '' to skip)",
+        "(default: v37; '' to skip)",
     )
     p.add_argument(
         "--link",
         choices=("scale", "fixed"),
         default="scale",
-        help="derived profile: scale link_bytes_per_s with cpu_speed (default; the fitted "
-        "stream rate is migration-thread CPU work) or keep it",
+        help="derived profile: scale link_bytes_per_s with cpu_speed (the fitted stream rate "
+        "is migration-thread CPU work) or keep it (default: scale)",
     )
     p.add_argument(
         "--derive-only",

@@ -44,9 +44,9 @@ def add_command(subparsers) -> None:
         "in both modes over several seeds; write report.md, PNG figures and a netCDF file.",
     )
     p.add_argument(
-        "--seeds", type=int, default=5, help="runs per configuration and mode (default 5)"
+        "--seeds", type=int, default=5, help="runs per configuration and mode (default: 5)"
     )
-    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument(
         "--profile",
         default=None,
