@@ -471,7 +471,7 @@ def timeline(legacy=None, hinted=None, fig=None, axes=None, runs=None):
         if sc is not None:
             down = f"{name}: VM stopped {format_ms(sc['end'] - sc['start'])}"
             for ax in (ax_p, ax_b):
-                ax.axvspan(sc["start"] / tdiv, sc["end"] / tdiv, color=color, alpha=0.15, lw=0,
+                ax.axvspan(sc["start"] / tdiv, sc["end"] / tdiv, color=color, alpha=0.18, lw=0,
                            label=down if ax is ax_p else None)  # fmt: skip
             ax_b.plot([sc["end"] / tdiv], [float(ds["ram-transferred"]) / bdiv], "o",
                       color=color, ms=5)  # fmt: skip
@@ -553,7 +553,9 @@ def phases(ds, fig=None):
         fontsize="small",
         framealpha=1.0,
     )
-    ax.set_title(f"one migration, {_label(ds, 'run')}: {format_ms(end)}"
+    hint = ds.attrs.get("scenario_hint")
+    how = "" if hint is None else " with free page hinting" if int(hint) else " without hinting"
+    ax.set_title(f"one migration{how}: {format_ms(end)}"
                  + (f", downtime {format_ms(sc['end'] - sc['start'])}" if sc else ""))  # fmt: skip
     stop = sc["start"] if sc is not None else end
     ax_vm.broken_barh([(0, stop / tdiv)], (0, 1), color="#009E73")

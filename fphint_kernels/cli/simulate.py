@@ -288,7 +288,7 @@ def summary_text(s: dict) -> str:
     ...     "scenario": {"memory": 8 << 30, "workload": "idle", "downtime-limit": 300.0,
     ...     "max-bandwidth": 32 << 20, "hint": False, "init-on-alloc": False, "profile": "v36",
     ...     "seed": 0}}).splitlines()[1])
-    total-time                   1,234.5 ms
+    total-time                 1,234.5 ms
     """
     rows = summary_rows(s)
     wk = max(len(r[0]) for r in rows)
