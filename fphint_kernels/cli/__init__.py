@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 from ..errors import FphintError
-from . import calibrate, qemu, reproduce, simulate
+from . import calibrate, qemu, reproduce, simulate, sweep
 from ._output import say
 from .simulate import add_scenario_arguments, scenario_from_args
 
@@ -23,7 +23,7 @@ __all__ = [
 ]  # fmt: skip
 
 #: The subcommands, in the order ``fphint --help`` lists them; each module has ``add_command``.
-COMMANDS = (simulate, reproduce, calibrate, qemu)
+COMMANDS = (simulate, reproduce, calibrate, qemu, sweep)
 
 
 DESCRIPTION = """\
