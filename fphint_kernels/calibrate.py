@@ -208,6 +208,10 @@ def fit_profile(
     if progress:
         from tqdm.auto import tqdm
 
+        from .simulate import warm_up
+
+        warm_up()  # compile first: the bar's estimate is the evaluations' alone
+        # the budget is an upper bound: the bar ends where the fit converges
         bar = tqdm(total=max_evals, desc="calibrate", unit="eval", file=sys.stderr)
 
     def on_eval(_calls, r, new):
@@ -222,6 +226,8 @@ def fit_profile(
         )  # fmt: skip
     finally:
         if bar is not None:
+            bar.total = bar.n  # converged before the budget: the bar ends full
+            bar.refresh()
             bar.close()
     return FitResult(
         profile=start.with_params(**fit.params),

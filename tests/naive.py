@@ -930,6 +930,17 @@ class NaiveMigration:
                 return None if math.isnan(v) else round(v, 3)
             return int(v)
 
+        rounds = [dict(row) for row in self.rounds]
+        if completed and len(rounds) >= 2 and rounds[-2]["round-start"] >= self.downtime_start:
+            # the round closed by the final sync, after the VM stopped, sent nothing: it is the
+            # start of the stop-and-copy
+            final, last = rounds[-2], rounds[-1]
+            merged = dict(last)
+            for k in ("round-start", "round-dirtied", "round-pending-after-sync"):
+                merged[k] = final[k]
+            for k in ("round-duplicate", "round-normal", "round-bytes", "round-skipped"):
+                merged[k] = final[k] + last[k]
+            rounds[-2:] = [merged]
         out = {
             "status": self.status,
             "total-time": num(total),
@@ -944,15 +955,15 @@ class NaiveMigration:
                 "normal": self.normal,
                 "normal-bytes": self.normal * PAGE_SIZE,
             },
-            "rounds": max(0, len(self.rounds) - (1 if completed else 0)),
+            "rounds": max(0, len(rounds) - (1 if completed else 0)),
+            "cpu-throttle-percentage": num(self.throttle * 100),
             "hinted-pages": self.hinted,
             "skipped-pages": self.skipped,
-            "lost-pages": lost,
-            "stale-free-pages": stale_free,
+            "lost-pages": lost if completed else None,
+            "stale-free-pages": stale_free if completed else None,
             "guest-overhead-time": num(overhead_ns / 1e6),
             "failure": self.failure,
             # beyond fk.summary()
-            "cpu-throttle-percentage": self.throttle * 100,
             "hint-cpu-time": self.hint_cpu_ns / 1e6,
             "zeroing-cpu-time": self.zero_cpu_ns / 1e6,
             "write-faults": self.write_faults,
@@ -961,7 +972,7 @@ class NaiveMigration:
             "free-pages-at-start": self.free_at_start,
         }
         for name in ROUND_NAMES:
-            out[name] = [row[name] for row in self.rounds]
+            out[name] = [row[name] for row in rounds]
         return out
 
 
