@@ -38,7 +38,7 @@ __all__ = [
 
 _SUBMODULES = (
     "analytic", "calibrate", "experiments", "fitting", "io", "metrics", "plot", "published",
-    "qemu", "report", "units", "explorer",
+    "qemu", "report", "sweep", "units", "explorer",
 )  # fmt: skip
 
 

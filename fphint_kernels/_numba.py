@@ -12,6 +12,7 @@ must never change a published comparison without the user asking for it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -36,22 +37,40 @@ def jit(func=None, **options):
     return wrap(func) if func is not None else wrap
 
 
+KERNELS = Path(__file__).parent / "kernels"
+
+
+def _kernels_stamp(folder: Path = KERNELS) -> str:
+    """A short hash of the kernels' sources, naming the cache of this version of them.
+
+    Numba unpickles a cache index before it checks that the index is stale, so an index
+    written by another version whose signatures name a bundle type that no longer exists
+    (``kernels/layout.py``) would raise instead of being recompiled.
+    """
+    h = hashlib.sha1()
+    for path in sorted(Path(folder).glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def enable_cache(cache_dir: str | None = None) -> bool:
     """Cache compiled kernels on disk from now on (used by the ``fphint`` command, where a cold
     compile of tens of seconds per invocation would make the tool unusable).
 
-    ``cache_dir`` defaults to ``NUMBA_CACHE_DIR`` or ``~/.cache/fphint/numba``.  Returns False
-    when the JIT is disabled (nothing to cache).
+    ``cache_dir`` defaults to ``NUMBA_CACHE_DIR`` or ``~/.cache/fphint/numba``; the cache goes
+    in a subdirectory named by a hash of the kernels' sources.  Returns False when the JIT is
+    disabled (nothing to cache).
     """
     from numba.core import config
 
     if config.DISABLE_JIT:
         return False
-    config.CACHE_DIR = (
+    base = (
         cache_dir
         or os.environ.get("NUMBA_CACHE_DIR")
         or str(Path.home() / ".cache" / "fphint" / "numba")
     )
+    config.CACHE_DIR = str(Path(base) / _kernels_stamp())
     for d in DISPATCHERS:
         if getattr(d, "_cache", None) is None or type(d._cache).__name__ == "NullCache":
             d.enable_caching()

@@ -124,6 +124,10 @@ def run_scenarios(scenarios: list, *, progress: bool = True, workers: int | None
     n = len(scenarios)
     workers = max(1, int(workers or os.cpu_count() or 1))
     results: list = [None] * n
+    if progress:
+        from .simulate import warm_up
+
+        warm_up()  # compile first: the bar's estimate is the runs' alone
     with tqdm(total=n, desc="reproduce", unit="run", disable=not progress, file=sys.stderr) as bar:
         if n:
             first = min(range(n), key=lambda i: scenarios[i].memory)

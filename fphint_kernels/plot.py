@@ -11,9 +11,10 @@ Pictures
 :func:`page_map`          guest memory per round as an image (address across, rounds down)
 :func:`memory_picture`    one round's memory folded into a square, one pixel per address bin
 :func:`page_map_rounds`   :func:`memory_picture` for several rounds side by side
+:func:`phases`            one migration's setup, rounds and stop-and-copy on a time line
 :func:`timeline`          pending pages and bytes sent over time, legacy and hinting together
 :func:`race`              the hint worker and the sender as two cursors over the address space
-:func:`rounds`            per round: pages pending after the sync against the threshold
+:func:`rounds`            per round: bytes sent, bytes pending after its sync, the threshold
 :func:`explorer_figure`   the four panels the explorer shows
 
 Results
@@ -41,7 +42,8 @@ from .units import format_bytes, format_ms, size_unit, time_unit
 
 __all__ = [
     "compare", "explorer_figure", "format_bytes", "format_ms", "measured_vs_simulated",
-    "memory_picture", "page_map", "page_map_rgb", "page_map_rounds", "published_vs_simulated",
+    "memory_picture", "page_map", "page_map_rgb", "page_map_rounds", "phases",
+    "published_vs_simulated", "stop_and_copy",
     "race", "reproduction_errors", "reproduction_reductions", "rounds", "size_unit", "table",
     "time_unit", "timeline", "use_style",
 ]  # fmt: skip
@@ -62,9 +64,9 @@ STATE_LABELS = {
     "used": "used",
     "free": "free",
     "held": "held by balloon",
-    "sent": "sent",
+    "sent": "sent in this round",
     "skipped": "skipped (hinted)",
-    "dirty": "dirty (pending)",
+    "dirty": "dirty: written since the last sync",
 }
 LEGACY_COLOR = "#D55E00"
 HINT_COLOR = "#0072B2"
@@ -374,11 +376,40 @@ def _runs(legacy, hinted, runs=None):
     return out
 
 
+def stop_and_copy(ds) -> dict | None:
+    """Where the stop-and-copy of a completed run starts and ends, for drawing.
+
+    Returns
+    -------
+    dict or None
+        ``start`` and ``end`` (ms: the VM stops, the migration completes), ``pending`` (pages
+        the stop-and-copy sends) and ``sent_before`` (bytes sent before the VM stopped); None
+        when the run did not complete.
+    """
+    if "downtime" not in ds or "total-time" not in ds:
+        return None
+    total, down = float(ds["total-time"]), float(ds["downtime"])
+    if not (np.isfinite(total) and np.isfinite(down)):
+        return None
+    start = total - down
+    sent = float(ds["ram-transferred"])
+    if "round-bytes" in ds and ds.sizes.get("round", 0):
+        during = float(ds["round-bytes"].values[-1])
+        pending = float(ds["round-pending-after-sync"].values[-1])
+    else:  # a run without per-round records: the trace's last sample before the stop
+        before = ds["time"].values < start
+        during = sent - (float(ds["transferred"].values[before][-1]) if before.any() else 0.0)
+        pending = float(ds["pending"].values[before][-1]) if before.any() else 0.0
+    return {"start": start, "end": total, "pending": pending, "sent_before": sent - during}
+
+
 def timeline(legacy=None, hinted=None, fig=None, axes=None, runs=None):
     """Pending pages (top) and bytes sent (bottom) over time, both modes on one figure.
 
-    Dotted vertical lines mark each run's bitmap syncs (``round-end``); a dot marks its
-    completion (``total-time``): the VM is stopped from there for ``downtime``.
+    Dotted vertical lines mark each run's bitmap syncs (``round-end``: a pre-copy round ends).
+    The shaded span of a run is its downtime: the VM is stopped and the stop-and-copy sends
+    what is still pending, drawn as a straight line from the moment the VM stops to the
+    completion (a dot, at ``total-time``).
 
     Parameters
     ----------
@@ -414,33 +445,132 @@ def timeline(legacy=None, hinted=None, fig=None, axes=None, runs=None):
         else ((1e3, "thousand pages") if pmax >= 2e4 else (1.0, "pages"))
     )
     for name, ds, color in runs:
-        k = _thin(ds.sizes["time"])
-        t = ds["time"].values[k] / tdiv
+        t_ms = ds["time"].values
+        pend = ds["pending"].values
+        sent = ds["transferred"].values
         total = float(ds["total-time"])
+        sc = stop_and_copy(ds)
+        if sc is not None:
+            # the trace after the VM stopped holds the end state: draw the stop-and-copy as
+            # what it is, the sending of the pending pages while the VM is stopped
+            # (a sample taken in the engine step in which the VM stopped may already hold the
+            # end state: such samples have more bytes sent than there were at the stop)
+            keep = (t_ms < sc["start"]) & (sent <= sc["sent_before"])
+            t_ms = np.r_[t_ms[keep], sc["start"], sc["end"]]
+            pend = np.r_[pend[keep], sc["pending"], 0.0]
+            sent = np.r_[sent[keep], sc["sent_before"], float(ds["ram-transferred"])]
+        k = _thin(len(t_ms))
+        if sc is not None:  # thinning keeps the last sample; keep the stop too
+            k = np.union1d(k, [len(t_ms) - 2])
+        t = t_ms[k] / tdiv
         label = f"{name}: {format_ms(total)}"
-        pend = ds["pending"].values[k] / pdiv
-        sent = ds["transferred"].values[k] / bdiv
-        ax_p.plot(t, pend, color=color, label=label, lw=1.5)
-        ax_b.plot(t, sent, color=color, label=label, lw=1.5)
-        if np.isfinite(total) and len(t):
-            # the trace ends when the VM stops: the stop-and-copy is drawn dashed
-            end_b = float(ds["ram-transferred"]) / bdiv
-            ax_p.plot([t[-1], total / tdiv], [pend[-1], 0], color=color, lw=1, ls="--")
-            ax_b.plot([t[-1], total / tdiv], [sent[-1], end_b], color=color, lw=1, ls="--")
-            ax_b.plot([total / tdiv], [end_b], "o", color=color, ms=5)
+        ax_p.plot(t, pend[k] / pdiv, color=color, label=label, lw=1.5)
+        ax_b.plot(t, sent[k] / bdiv, color=color, label=label, lw=1.5)
+        if sc is not None:
+            down = f"{name}: VM stopped {format_ms(sc['end'] - sc['start'])}"
+            for ax in (ax_p, ax_b):
+                ax.axvspan(sc["start"] / tdiv, sc["end"] / tdiv, color=color, alpha=0.18, lw=0,
+                           label=down if ax is ax_p else None)  # fmt: skip
+            ax_b.plot([sc["end"] / tdiv], [float(ds["ram-transferred"]) / bdiv], "o",
+                      color=color, ms=5)  # fmt: skip
         if "round-end" in ds:
-            for te in ds["round-end"].values:
-                for ax in (ax_p, ax_b):
-                    ax.axvline(te / tdiv, color=color, lw=0.6, ls=":", alpha=0.6)
+            ends = ds["round-end"].values
+            if sc is not None and len(ends):
+                ends = ends[:-1]  # the stop-and-copy ends with the completion, not with a sync
+            for ax in (ax_p, ax_b):
+                ax.vlines(ends / tdiv, 0, 1, transform=ax.get_xaxis_transform(), colors=color,
+                          lw=0.6, linestyles=":", alpha=0.6)  # fmt: skip
     ax_p.set_ylabel(f"pending ({punit})")
     ax_p.set_ylim(bottom=0)
-    ax_p.legend(loc="upper right")
-    ax_p.set_title("pages still to send and bytes sent (dotted: bitmap syncs; dashed: VM stopped)")
+    ax_p.legend(loc="upper right", fontsize="small")
+    ax_p.set_title("pages still to send and bytes sent (dotted: bitmap syncs, a round ends; "
+                   "shaded: VM stopped, the stop-and-copy)", fontsize="medium")  # fmt: skip
     ax_b.set_ylabel(f"sent ({bunit})")
     ax_b.set_xlabel(f"time since migrate ({tunit})")
     ax_b.set_ylim(bottom=0)
     ax_b.set_xlim(left=0)
     return ax_p, ax_b
+
+
+def phases(ds, fig=None):
+    """The phases of one migration on a time line: setup, the pre-copy rounds, the stop-and-copy.
+
+    Top: pages still to send over time, with each round shaded and numbered (the rounds of
+    ``round-start`` and ``round-end``; the last one of a completed run is the stop-and-copy).
+    Bottom: what the guest does meanwhile: it runs during setup and the pre-copy rounds, and is
+    stopped during the stop-and-copy (the downtime).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run (a completed one shows the stop-and-copy).
+    fig : matplotlib.figure.Figure, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.patches import Patch
+
+    _check(ds, "pending", "round-start", "round-end")
+    fig = _figure(fig, figsize=(9, 4.2), layout="constrained")
+    ax, ax_vm = fig.subplots(2, 1, sharex=True, height_ratios=(4, 1))
+    sc = stop_and_copy(ds)
+    end = sc["end"] if sc is not None else float(ds["time"].values[-1])
+    tdiv, tunit = time_unit(end)
+    starts, ends = ds["round-start"].values, ds["round-end"].values
+    pmax = float(np.nanmax(ds["pending"].values, initial=1))
+    pdiv, punit = (1e3, "thousand pages") if pmax >= 2e4 else (1.0, "pages")
+    shades = ("#dbe9f6", "#eef4fb")
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        last = sc is not None and i == len(starts) - 1
+        ax.axvspan(a / tdiv, b / tdiv, color="#f6d5c4" if last else shades[i % 2], lw=0)
+        if b - a >= 0.04 * end:  # numbered where the number fits
+            text = "stop-and-\ncopy" if last else f"round\n{i + 1}" if i == 0 else f"{i + 1}"
+            ax.text((a + b) / 2 / tdiv, 0.97, text, transform=ax.get_xaxis_transform(),
+                    ha="center", va="top", fontsize="small")  # fmt: skip
+    setup = float(ds["setup-time"]) if "setup-time" in ds else float(starts[0])
+    ax.axvspan(0, setup / tdiv, color="0.9", lw=0)
+    t, pend = ds["time"].values, ds["pending"].values
+    if sc is not None:  # as in timeline(): the stop-and-copy sends what is pending
+        keep = (t < sc["start"]) & (ds["transferred"].values <= sc["sent_before"])
+        t = np.r_[t[keep], sc["start"], sc["end"]]
+        pend = np.r_[pend[keep], sc["pending"], 0.0]
+    k = _thin(len(t))
+    ax.plot(t[k] / tdiv, pend[k] / pdiv, color="k", lw=1.5, label="pages still to send")
+    ax.set_ylim(0, pmax / pdiv * 1.3)
+    ax.set_ylabel(f"pending ({punit})")
+    ax.legend(
+        handles=[
+            *ax.get_legend_handles_labels()[0],
+            Patch(color="0.9", label="setup"),
+            Patch(color=shades[0], label="pre-copy rounds (VM runs)"),
+            Patch(color="#f6d5c4", label="stop-and-copy (VM stopped)"),
+        ],
+        loc="center right",
+        fontsize="small",
+        framealpha=1.0,
+    )
+    hint = ds.attrs.get("scenario_hint")
+    how = "" if hint is None else " with free page hinting" if int(hint) else " without hinting"
+    ax.set_title(f"one migration{how}: {format_ms(end)}"
+                 + (f", downtime {format_ms(sc['end'] - sc['start'])}" if sc else ""))  # fmt: skip
+    stop = sc["start"] if sc is not None else end
+    ax_vm.broken_barh([(0, stop / tdiv)], (0, 1), color="#009E73")
+    ax_vm.text(stop / 2 / tdiv, 0.5, "guest running (its pages keep changing)", ha="center",
+               va="center", color="white", fontsize="small")  # fmt: skip
+    if sc is not None:
+        ax_vm.broken_barh([(sc["start"] / tdiv, (sc["end"] - sc["start"]) / tdiv)], (0, 1),
+                          color="#D55E00")  # fmt: skip
+        ax_vm.text(sc["end"] / tdiv, 1.15, "guest stopped: downtime", ha="right", va="bottom",
+                   fontsize="small", color="#D55E00")  # fmt: skip
+    ax_vm.set_yticks([])
+    ax_vm.set_ylim(0, 1.8)
+    ax_vm.set_ylabel("guest", rotation=0, ha="right", va="center")
+    ax_vm.set_xlabel(f"time since the migrate command ({tunit})")
+    ax_vm.set_xlim(0, end / tdiv * 1.01)
+    ax_vm.grid(False)
+    return fig
 
 
 def _before_last_change(values: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -473,7 +603,8 @@ def race(ds, ax=None, legend: bool = True):
     reports free 4 MiB blocks (``hint-pfn``: lowest pfn hinted so far in the pass).  Where the
     hint cursor is above the sender (shaded green) the hinted blocks are still ahead of the scan
     and their pages are skipped; below it (shaded red) the sender has already sent them and the
-    hint saves nothing.
+    hint saves nothing.  Dotted lines mark the bitmap syncs that end the rounds; the grey span
+    at the end is the stop-and-copy (VM stopped).
 
     Parameters
     ----------
@@ -498,12 +629,16 @@ def race(ds, ax=None, legend: bool = True):
     sender = ds["sender-pfn"].values[k].astype(float) * per
     hint = ds["hint-pfn"].values[k].astype(float)
     hint = np.where(hint < 0, np.nan, hint * per)
-    if "round-start" in ds:
-        for i, (a, b) in enumerate(
-            zip(ds["round-start"].values, ds["round-end"].values, strict=True)
-        ):
-            if i % 2:
-                ax.axvspan(a / tdiv, b / tdiv, color="0.93", lw=0)
+    sc = stop_and_copy(ds)
+    if "round-end" in ds:
+        ends = ds["round-end"].values
+        if sc is not None and len(ends):
+            ends = ends[:-1]  # the stop-and-copy ends with the completion, not with a sync
+        ax.vlines(ends / tdiv, 0, 1, transform=ax.get_xaxis_transform(), colors="0.45", lw=0.8,
+                  linestyles=":", label="bitmap sync (a round ends)")  # fmt: skip
+    if sc is not None:
+        ax.axvspan(sc["start"] / tdiv, sc["end"] / tdiv, color="0.85", lw=0,
+                   label="VM stopped: stop-and-copy")  # fmt: skip
     ax.plot(t, sender, color=LEGACY_COLOR, lw=1.5, label="sender (migration thread)")
     if np.isfinite(hint).any():
         ax.plot(t, hint, color=HINT_COLOR, lw=1.5, label="hint worker (guest)")
@@ -541,18 +676,19 @@ def race(ds, ax=None, legend: bool = True):
     ax.set_xlim(left=0)
     ax.set_xlabel(f"time since migrate ({tunit})")
     ax.set_ylabel(f"guest physical address ({unit})")
-    ax.set_title(f"the race, {_label(ds, 'run')} (grey: every second round)")
+    ax.set_title(f"the race, {_label(ds, 'run')}")
     if legend:
         ax.legend(loc="best", fontsize="small")
     return ax
 
 
 def rounds(ds, ax=None, legend: bool = True):
-    """Per round: bytes sent and bytes pending after the sync, against the threshold.
+    """Per round: bytes sent in it and bytes still pending after its sync, against the threshold.
 
-    Pre-copy stops iterating when what is pending after a sync fits in the threshold
-    (bandwidth estimate x ``downtime-limit``): the last round whose pending bar is below the
-    threshold line is followed by the stop-and-copy.
+    Pre-copy goes round again while what is pending after a sync exceeds the threshold
+    (bandwidth estimate x ``downtime-limit``); the first round whose pending bar is below the
+    threshold mark is followed by the stop-and-copy (the last bar of a completed run, labelled
+    so), which sends that rest with the VM stopped.
 
     Parameters
     ----------
@@ -571,7 +707,11 @@ def rounds(ds, ax=None, legend: bool = True):
     sent = ds["round-bytes"].values.astype(float)
     pend = ds["round-pending-after-sync"].values.astype(float) * NORMAL_RECORD
     thr = ds["round-threshold"].values.astype(float)
-    positive = np.concatenate([v[v > 0] for v in (sent, pend, thr)])
+    completed = str(ds["status"].values) == "completed" and len(r) > 0
+    if completed:  # the stop-and-copy: what it sends is the pending bar of the round before
+        pend[-1] = np.nan
+        thr[-1] = np.nan
+    positive = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in (sent, pend, thr)])
     w = 0.38
     # zero-height bars have no place on a log axis: they are left out
     ax.bar(
@@ -582,7 +722,7 @@ def rounds(ds, ax=None, legend: bool = True):
         np.where(pend > 0, pend, np.nan),
         w,
         color="#D55E00",
-        label="pending after its sync",
+        label="pending after the round's sync (4104 bytes per page)",
     )
     ax.plot(
         r,
@@ -590,20 +730,26 @@ def rounds(ds, ax=None, legend: bool = True):
         "k_",
         ms=18,
         mew=2,
-        label="threshold (bandwidth x downtime-limit)",
+        label="threshold = bandwidth x downtime-limit (pending below it: the VM stops)",
     )
     ax.set_yscale("log")
     if positive.size:
-        ax.set_ylim(positive.min() / 3, positive.max() * 3)
-    labels = [str(int(x)) for x in r]
-    if labels and str(ds["status"].values) == "completed":
-        labels[-1] += "\n(VM stopped)"
-    ax.set_xticks(r, labels)
-    ax.set_xlabel("round")
-    ax.set_ylabel("bytes (4104 per pending page)")
+        ax.set_ylim(positive.min() / 3, positive.max() * 30)
+    if len(r) <= 16:
+        labels = [str(int(x)) for x in r]
+        if completed:
+            labels[-1] = "stop-and-\ncopy"
+        ax.set_xticks(r, labels)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(10, integer=True))
+        if completed:
+            ax.annotate("stop-and-copy", (r[-1] - w / 2, sent[-1]), xytext=(0, 8),
+                        textcoords="offset points", ha="right", fontsize="small")  # fmt: skip
+    ax.set_xlabel("pre-copy round" + (" (the last bar: the stop-and-copy)" if completed else ""))
+    ax.set_ylabel("bytes (log scale)")
     ax.set_title(f"rounds and threshold, {_label(ds, 'run')}")
     if legend:
-        ax.legend(loc="best", fontsize="small")
+        ax.legend(loc="upper right", fontsize="small")
     return ax
 
 
@@ -737,17 +883,55 @@ def reproduction_errors(res, ax=None):
     return fig
 
 
+#: units of the ``query-migrate`` fields the QEMU comparison draws
+FIELD_UNITS = {
+    "ram-duplicate": "pages", "ram-normal": "pages", "ram-transferred": "bytes",
+    "ram-normal-bytes": "bytes", "dirty-sync-count": "syncs", "total-time": "ms",
+    "downtime": "ms", "setup-time": "ms",
+}  # fmt: skip
+
+
+def _field_scale(field: str, values) -> tuple[float, str]:
+    """(divisor, unit) to draw ``values`` of ``field`` with readable numbers."""
+    unit = FIELD_UNITS.get(field, "")
+    top = float(np.nanmax(values)) if len(values) and np.isfinite(values).any() else 1.0
+    if unit == "bytes":
+        return size_unit(top)
+    if unit == "ms":
+        return time_unit(top)
+    if unit == "pages" and top >= 2e4:
+        return 1e3, "thousand pages"
+    return 1.0, unit
+
+
+def _plain_log_ticks(axis, lo: float, hi: float) -> None:
+    """Major ticks of a log axis as plain numbers (1, 10, 100...; also 2 and 5 times those
+    over less than two decades), minor ticks unlabelled, so that labels never collide."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    subs = (1.0, 2.0, 5.0) if np.log10(hi / lo) <= 2 else (1.0,)
+    axis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def measured_vs_simulated(table, fields=("ram-duplicate", "ram-normal", "ram-transferred",
                                          "dirty-sync-count", "total-time", "downtime")):  # fmt: skip
-    """Measured (x) vs simulated (y), one panel per field; hint on/off and fit/held-out marked.
+    """Measured (x) against simulated (y), one panel per field, one legend for all.
+
+    Each run is a mark: blue for hinting, orange for legacy; a dot when the run was held out
+    of the fit of the host profile, a cross when the fit used it.  On the black diagonal the
+    simulator is exact; the grey band is the target of
+    :data:`fphint_kernels.qemu.compare.TARGETS` for that field (within ±15 % or ±30 %), where
+    there is one.  Axes are in the field's unit, on log scales when the values span more than
+    a factor of 20.
 
     Parameters
     ----------
     table : pandas.DataFrame
         Output of :func:`fphint_kernels.qemu.compare.compare`.
     fields : sequence of str
-        ``query-migrate`` fields, one panel each; the grey band is the target of
-        :data:`fphint_kernels.qemu.compare.TARGETS` where there is one.
+        ``query-migrate`` fields, one panel each.
 
     Returns
     -------
@@ -755,39 +939,69 @@ def measured_vs_simulated(table, fields=("ram-duplicate", "ram-normal", "ram-tra
     """
     import matplotlib.pyplot as plt
     import pandas as pd
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     from .qemu.compare import TARGETS
 
     n = len(fields)
     cols = 3
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4 * cols, 3.6 * ((n + 2) // 3)))
-    axes = np.atleast_1d(axes).ravel()
+    nrows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(4.2 * cols, 3.7 * nrows + 0.9), layout="constrained", squeeze=False
+    )
+    axes = axes.ravel()
+    marks = {True: "o", False: "x"}  # held out, used by the fit
+    colours = {True: HINT_COLOR, False: LEGACY_COLOR}
     for ax, f in zip(axes, fields, strict=False):
-        for hint, color in ((True, "C0"), (False, "C3")):
-            for held, marker in ((True, "o"), (False, "x")):
+        v = pd.concat([table[f"m:{f}"], table[f"s:{f}"]]).replace([np.inf, -np.inf], np.nan)
+        v = v.dropna().to_numpy(dtype=float)
+        div, unit = _field_scale(f, v)
+        for hint in (True, False):
+            for held in (True, False):
                 t = table[(table["hint"] == hint) & (table["held_out"] == held)]
                 if len(t):
-                    ax.scatter(t[f"m:{f}"], t[f"s:{f}"], c=color, marker=marker, s=22,
-                               label=f"{'hint' if hint else 'legacy'}{'' if held else ' (fit)'}")  # fmt: skip
-        v = pd.concat([table[f"m:{f}"], table[f"s:{f}"]]).replace([np.inf, -np.inf], np.nan)
-        v = v.dropna()
+                    ax.scatter(t[f"m:{f}"] / div, t[f"s:{f}"] / div, c=colours[hint],
+                               marker=marks[held], s=22, lw=1.2)  # fmt: skip
+        tgt = TARGETS.get(f)
         if len(v):
-            lo, hi = max(float(v[v > 0].min()) if (v > 0).any() else 1.0, 1e-3), float(v.max())
-            xs = np.array([lo, hi])
+            pos = v[v > 0]
+            lo = max(float(pos.min()) / div if len(pos) else 1.0, 1e-3)
+            hi = float(v.max()) / div
+            log = hi / lo > 20
+            pad = (hi / lo) ** 0.05 if log else 0.0
+            lo, hi = (lo / pad, hi * pad) if log else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+            xs = np.geomspace(lo, hi, 50) if log else np.linspace(lo, hi, 50)
             ax.plot(xs, xs, "k-", lw=0.8)
-            tgt = TARGETS.get(f)
             if tgt:
-                ax.fill_between(xs, xs * (1 - tgt), xs * (1 + tgt), color="0.85", zorder=0)
-            if hi / lo > 20:
+                ax.fill_between(xs, xs * (1 - tgt), xs * (1 + tgt), color="0.85", zorder=0, lw=0)
+            if log:
                 ax.set_xscale("log")
                 ax.set_yscale("log")
-        ax.set_title(f)
-        ax.set_xlabel("measured")
-        ax.set_ylabel("simulated")
+                _plain_log_ticks(ax.xaxis, lo, hi)
+                _plain_log_ticks(ax.yaxis, lo, hi)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(5, integer=unit == "syncs"))
+                ax.yaxis.set_major_locator(MaxNLocator(5, integer=unit == "syncs"))
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+        ax.set_title(f"{f}" + (f" (target ±{tgt:.0%})" if tgt else " (no target)"))
+        ax.set_xlabel(f"measured ({unit})" if unit else "measured")
+        ax.set_ylabel(f"simulated ({unit})" if unit else "simulated")
     for ax in axes[n:]:
         ax.set_visible(False)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles = [
+        Line2D([], [], ls="", marker="o", color=HINT_COLOR, label="hinting, held out"),
+        Line2D([], [], ls="", marker="x", mew=1.2, color=HINT_COLOR,
+               label="hinting, used by the fit"),
+        Line2D([], [], ls="", marker="o", color=LEGACY_COLOR, label="legacy, held out"),
+        Line2D([], [], ls="", marker="x", mew=1.2, color=LEGACY_COLOR,
+               label="legacy, used by the fit"),
+        Line2D([], [], color="k", lw=0.8, label="simulated = measured"),
+        Patch(color="0.85", label="target band of the field (title)"),
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize="small")
+    fig.suptitle("Real QEMU migrations (x) against their simulation (y), one mark per run")
     return fig
 
 
@@ -961,7 +1175,7 @@ def explorer_figure(
     timeline(legacy, hinted, axes=(ax_p, ax_b))
     race(shown, ax=ax_r, legend=False)
     if annotate:
-        ax_p.set_title("over time (dotted: bitmap syncs; dashed: VM stopped)")
+        ax_p.set_title("over time (dotted: bitmap syncs; shaded: VM stopped, stop-and-copy)")
         ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
         ax_r.set_title(f"the race, {_label(shown, 'run')}")
     else:

@@ -15,6 +15,7 @@ import numpy as np
 from .config import Guest as GuestDescription
 from .config import HostProfile, Scenario
 from .errors import ScenarioError
+from .feedback import announce_compile, kernels_cold
 from .kernels import layout as S
 from .kernels.bitmap import popcount, words_for
 from .kernels.buddy import buddy_add_range, new_buddy
@@ -186,6 +187,10 @@ class _Run:
         s["guest_start_at"] = -1.0
         nw = words_for(n)
         bm = np.zeros((S.N_BM, nw), dtype=np.uint64)
+        # bitmap_sync's vectorized conditional stores into the dirty log and the write
+        # protection are 50x slower on never-touched (zero-page) memory: write them through
+        bm[S.BM_DLOG] = 0
+        bm[S.BM_UNARMED] = 0
         bm[S.BM_BMAP] = np.uint64(0xFFFFFFFFFFFFFFFF)  # migration bitmap: all ones at setup
         if n & 63:
             bm[S.BM_BMAP, -1] = np.uint64((1 << (n & 63)) - 1)
@@ -340,6 +345,9 @@ def simulate(
         raise ScenarioError("page_map_bins must be a whole number >= 0")
     profile = profile or scenario.load_profile()
     guest = guest or scenario.load_guest()
+    if progress:
+        warm_up()  # compile first, so that the bar's estimate is the simulation's alone
+    announce_compile()  # one line before the one-off compilation of the kernels
     rn = _Run(
         scenario, profile, guest, float(trace_interval_ms), int(page_map_bins), float(step_ms)
     )
@@ -401,7 +409,7 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescriptio
         "skipped-pages": np.int64(s["skipped"]),
         "lost-pages": np.int64(lost),
         "stale-free-pages": np.int64(stale_free),
-        "rounds": np.int64(max(0, int(s["n_rounds"]) - (1 if completed else 0))),
+        "rounds": np.int64(0),  # set below, once the rounds are known
         "hint-cpu-time": float(s["hint_cpu_ns"]) / 1e6,
         "zeroing-cpu-time": float(s["zero_cpu_ns"]) / 1e6,
         "write-faults": np.int64(s["write_faults"]),
@@ -421,20 +429,34 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescriptio
     rd = rn.rec.rounds[:nr]
     for i, name in enumerate(S.ROUND_COLUMNS):
         data[name] = rd[:, i] if SPECS[name].kind == "f" else rd[:, i].astype(np.int64)
+    # the sync that starts the downtime closes a round of its own that sends nothing: it is
+    # part of the stop-and-copy (see _merge_final_sync)
+    merged = None
+    if completed and int(s["n_rounds"]) <= ROUND_CAP:
+        merged = _merge_final_sync(data, float(s["downtime_start"]))
+    if merged is not None:
+        nr -= 1
+    data["rounds"] = np.int64(max(0, nr - (1 if completed else 0)))
     nt = int(s["n_trace"])
     tr = rn.rec.trace[:nt]
     for i, name in enumerate(S.TRACE_COLUMNS):
         data[name] = tr[:, i]
+    if completed:  # samples taken after the VM stopped: the stop-and-copy, the last round
+        data["round-index"] = np.minimum(data["round-index"], nr)
     coords = {"round": np.arange(1, nr + 1), "time": rn.rec.trace_t[:nt].copy()}
     pm = rn.rec.pm
     if pm.shape[0]:
         nm = int(s["n_map"])
-        data["page-map"] = pm[:nm]
+        maps = pm[:nm]
+        if merged is not None and merged < nm:  # taken at the VM stop: nothing sent yet
+            maps = np.delete(maps, merged, axis=0)
+            nm -= 1
+        data["page-map"] = maps
         coords["pfn_bin"] = (np.arange(pm.shape[1]) * rn.n) // pm.shape[1]
         coords["page_state"] = list(PAGE_STATES)
-        if nm < nr:  # the map covers the first rounds only
+        if nm < nr:  # the map covers the first rounds only (never the stop-and-copy)
             data["page-map"] = np.concatenate(
-                [pm[:nm], np.zeros((nr - nm,) + pm.shape[1:], dtype=np.int64)]
+                [maps, np.zeros((nr - nm,) + pm.shape[1:], dtype=np.int64)]
             )
     attrs = scenario.to_attrs()
     attrs.update({f"profile_{k}": float(v) for k, v in profile.params.items()})
@@ -445,11 +467,79 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescriptio
 
     attrs["engine"] = f"fphint_kernels {__version__}"
     attrs["state_bytes_per_page"] = rn.state_bytes() / rn.n
-    attrs["note_last_round"] = "the last round is stop-and-copy (VM stopped)" if completed else ""
+    attrs["note_last_round"] = (
+        "the last round is the stop-and-copy (VM stopped: final sync, the rest sent)"
+        if completed
+        else ""
+    )
     ds = make_dataset(data, coords=coords, attrs=attrs)
     ds["time"].attrs["units"] = "ms"
-    ds["round"].attrs["description"] = "round number; rounds end at bitmap syncs"
+    ds["round"].attrs["description"] = (
+        "round number: pre-copy rounds 1, 2, ... end at bitmap syncs; the last round of a "
+        "completed run is the stop-and-copy"
+    )
     return ds
+
+
+ROUND_SUMS = ("round-duplicate", "round-normal", "round-bytes", "round-skipped")
+
+
+def _merge_final_sync(data: dict, downtime_start: float) -> int | None:
+    """Fold the round closed by the sync at the start of the downtime into the stop-and-copy.
+
+    When a sync finds that what is pending fits under the threshold, QEMU stops the VM and
+    syncs once more before sending the rest (``migration_completion`` -> ``ram_save_complete``
+    -> ``migration_bitmap_sync_precopy``).  The engine closes a round at each sync, so that
+    last sync leaves a round that lies wholly in the downtime and sends nothing.  Presented as
+    it is, it would be a round "k + 1" that sends nothing, followed by the stop-and-copy as
+    "k + 2".  Here it becomes the start of the stop-and-copy: that round starts when the VM
+    stops, its ``round-dirtied`` and ``round-pending-after-sync`` are those of the final sync
+    (what the stop-and-copy has to send), and its counts are the sum of both (the first has
+    none).  ``data`` is changed in place.
+
+    Returns
+    -------
+    int or None
+        Index of the removed round, None if there was none (the VM stopped before any sync of
+        the pre-copy phase ended a round: then the final sync ends round 1).
+    """
+    start = data["round-start"]
+    if len(start) < 2 or start[-2] < downtime_start:
+        return None
+    i = len(start) - 2
+    for name in [n for n in data if n.startswith("round-") and n != "round-index"]:
+        v = np.asarray(data[name])
+        if name in ROUND_SUMS:
+            last = v[-1] + v[i]
+        elif name in ("round-start", "round-dirtied", "round-pending-after-sync"):
+            last = v[i]  # the stop-and-copy starts with the final sync
+        else:  # round-end, and the threshold and bandwidth it ends with
+            last = v[-1]
+        out = np.delete(v, i)
+        out[-1] = last
+        data[name] = out
+    return i
+
+
+def warm_up(write=None) -> bool:
+    """Compile the kernels with one tiny simulation if they are not compiled yet in this
+    process, saying so first (:func:`fphint_kernels.feedback.announce_compile`; ``write`` as
+    there).  Progress bars started afterwards measure the simulations only.
+
+    Returns
+    -------
+    bool
+        True if it simulated (the kernels were cold).
+    """
+    if not kernels_cold():
+        return False
+    announce_compile(write)
+    simulate(
+        Scenario(memory="256M", workload="idle", max_bandwidth="100G", hint=True),
+        trace_interval_ms=10.0,
+        page_map_bins=4,
+    )
+    return True
 
 
 def simulate_many(
@@ -461,18 +551,29 @@ def simulate_many(
     if progress:
         from tqdm.auto import tqdm
 
+        warm_up()
         it = tqdm(scenarios, desc=desc, unit="run")
     return [simulate(sc, **kwargs) for sc in it]
 
 
 def summary(ds) -> dict:
-    """The query-migrate-like JSON object of a run (what ``fphint simulate --json`` prints)."""
+    """The query-migrate-like JSON object of a run (what ``fphint simulate --json`` prints).
+
+    Times in ms, bytes, pages.  A value that does not apply is ``None`` (JSON ``null``):
+    ``downtime`` of a run that did not complete, and ``lost-pages`` and ``stale-free-pages``,
+    which are checked only when the migration completed (the Dataset holds -1 for them then).
+    ``rounds`` counts the pre-copy rounds, before the stop-and-copy.
+    """
 
     def num(name):
         v = ds[name].values.item()
         if isinstance(v, float):
             return None if math.isnan(v) else round(v, 3)
         return int(v)
+
+    def checked(name):  # -1: the check applies to completed runs only
+        v = num(name)
+        return None if v is None or v < 0 else v
 
     return {
         "status": str(ds["status"].values),
@@ -489,10 +590,11 @@ def summary(ds) -> dict:
             "normal-bytes": num("ram-normal-bytes"),
         },
         "rounds": num("rounds"),
+        "cpu-throttle-percentage": num("cpu-throttle-percentage"),
         "hinted-pages": num("hinted-pages"),
         "skipped-pages": num("skipped-pages"),
-        "lost-pages": num("lost-pages"),
-        "stale-free-pages": num("stale-free-pages"),
+        "lost-pages": checked("lost-pages"),
+        "stale-free-pages": checked("stale-free-pages"),
         "guest-overhead-time": num("guest-overhead-time"),
         "failure": str(ds["failure"].values),
         "scenario": {
@@ -502,6 +604,7 @@ def summary(ds) -> dict:
             "max-bandwidth": float(ds.attrs["scenario_max_bandwidth"]),
             "hint": bool(ds.attrs["scenario_hint"]),
             "init-on-alloc": bool(ds.attrs["scenario_init_on_alloc"]),
+            "auto-converge": bool(ds.attrs.get("scenario_auto_converge", 0)),
             "profile": ds.attrs["profile_name"],
             "seed": int(ds.attrs["scenario_seed"]),
         },

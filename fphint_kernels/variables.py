@@ -2,7 +2,8 @@
 
 Scalar results use QEMU's ``query-migrate`` names so that simulated and measured runs compare
 field by field (``total-time``, ``ram-transferred``...); model-only fields are marked so.
-Traces share the dims ``round`` (one entry per bitmap sync interval) and ``time`` (ms).
+Traces share the dims ``round`` (the pre-copy rounds 1, 2, ..., each ended by a bitmap sync,
+then, for a completed run, the stop-and-copy) and ``time`` (ms).
 :func:`make_dataset` checks a Dataset against this registry and stamps units and descriptions.
 """
 
@@ -57,7 +58,7 @@ _SPECS = [
         "pages",
         "free or balloon-held pages whose destination copy is stale (harmless; -1: not completed)",
     ),
-    Spec("rounds", (), "iu", "1", "iteration rounds before stop-and-copy"),
+    Spec("rounds", (), "iu", "1", "pre-copy rounds (VM running), before the stop-and-copy"),
     Spec(
         "hint-cpu-time", (), "f", "ms", "guest vCPU time spent by the hint worker (incl. zeroing)"
     ),
@@ -123,8 +124,20 @@ _SPECS = [
     ),
     Spec("failure", (), "UO", "", "why a failed run failed, empty otherwise"),
     # ---- per round -------------------------------------------------------------------------
-    Spec("round-start", ("round",), "f", "ms", "time the round began (after the previous sync)"),
-    Spec("round-end", ("round",), "f", "ms", "time of the sync that ended the round"),
+    Spec(
+        "round-start",
+        ("round",),
+        "f",
+        "ms",
+        "time the round began (after the previous sync; stop-and-copy: the VM stops)",
+    ),
+    Spec(
+        "round-end",
+        ("round",),
+        "f",
+        "ms",
+        "time of the sync that ended the round (stop-and-copy: completion)",
+    ),
     Spec("round-duplicate", ("round",), "iu", "pages", "zero pages sent in the round"),
     Spec("round-normal", ("round",), "iu", "pages", "normal pages sent in the round"),
     Spec("round-bytes", ("round",), "iu", "bytes", "bytes sent in the round"),
@@ -134,10 +147,14 @@ _SPECS = [
         ("round",),
         "iu",
         "pages",
-        "pages the sync ending the round added to the bitmap",
+        "pages the sync ending the round added to the bitmap (stop-and-copy: the final sync)",
     ),
     Spec(
-        "round-pending-after-sync", ("round",), "iu", "pages", "pending pages right after that sync"
+        "round-pending-after-sync",
+        ("round",),
+        "iu",
+        "pages",
+        "pending pages right after that sync (stop-and-copy: after the final sync, all sent)",
     ),
     Spec(
         "round-threshold",

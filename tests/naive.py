@@ -3,7 +3,10 @@
 Nothing here uses Numba or bit tricks: bitmaps are Python lists of bools, the buddy allocator
 keeps one Python ``set`` of free blocks per order, the hint virtqueue is a ``deque``.  The tests
 compare the kernels of :mod:`fphint_kernels.kernels` with these on random and edge-case inputs,
-and :func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
+each step of :class:`NaiveMigration` (``workload_step``, ``guest_hint_step``, ``host_hint_step``,
+``send_pages``, ``sync_point``, ``sender_run``, ``migration_completion``) with the kernel of the
+same name from the same mid-run state (``NaiveMigration.run(until)`` gets there), and
+:func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
 
 Only configuration parsing (``Scenario``, ``HostProfile``, ``simulate.build_params``,
 ``simulate.watermarks``) and the seeding of the random streams (``kernels.rng.seed_streams``)
@@ -257,7 +260,7 @@ class NaiveMRG:
 
 
 # ============================================================================================
-# The whole migration (kernels/workload.py, balloon.py, precopy.py), written plainly
+# The whole migration (kernels/workload.py, balloon.py, precopy.py, engine.py), written plainly
 # ============================================================================================
 
 PAGE_SIZE = 4096
@@ -858,11 +861,13 @@ class NaiveMigration:
 
     # ---- main loop -------------------------------------------------------------------------
 
-    def run(self):
+    def run(self, until=math.inf):
+        """Step until the migration ends or the clock reaches ``until`` (ms); call again to
+        go on from there (the tests of single steps start from such a mid-run state)."""
         p = self.p
         dt = p["step_ms"]
         setup_end = p["setup_ms"] + p["t_sync"]
-        while self.status == "running":
+        while self.status == "running" and self.now < until:
             now = self.now
             step_end = now + dt
             if not self.logging and now >= self.log_start_at:
@@ -925,6 +930,17 @@ class NaiveMigration:
                 return None if math.isnan(v) else round(v, 3)
             return int(v)
 
+        rounds = [dict(row) for row in self.rounds]
+        if completed and len(rounds) >= 2 and rounds[-2]["round-start"] >= self.downtime_start:
+            # the round closed by the final sync, after the VM stopped, sent nothing: it is the
+            # start of the stop-and-copy
+            final, last = rounds[-2], rounds[-1]
+            merged = dict(last)
+            for k in ("round-start", "round-dirtied", "round-pending-after-sync"):
+                merged[k] = final[k]
+            for k in ("round-duplicate", "round-normal", "round-bytes", "round-skipped"):
+                merged[k] = final[k] + last[k]
+            rounds[-2:] = [merged]
         out = {
             "status": self.status,
             "total-time": num(total),
@@ -939,15 +955,15 @@ class NaiveMigration:
                 "normal": self.normal,
                 "normal-bytes": self.normal * PAGE_SIZE,
             },
-            "rounds": max(0, len(self.rounds) - (1 if completed else 0)),
+            "rounds": max(0, len(rounds) - (1 if completed else 0)),
+            "cpu-throttle-percentage": num(self.throttle * 100),
             "hinted-pages": self.hinted,
             "skipped-pages": self.skipped,
-            "lost-pages": lost,
-            "stale-free-pages": stale_free,
+            "lost-pages": lost if completed else None,
+            "stale-free-pages": stale_free if completed else None,
             "guest-overhead-time": num(overhead_ns / 1e6),
             "failure": self.failure,
             # beyond fk.summary()
-            "cpu-throttle-percentage": self.throttle * 100,
             "hint-cpu-time": self.hint_cpu_ns / 1e6,
             "zeroing-cpu-time": self.zero_cpu_ns / 1e6,
             "write-faults": self.write_faults,
@@ -956,7 +972,7 @@ class NaiveMigration:
             "free-pages-at-start": self.free_at_start,
         }
         for name in ROUND_NAMES:
-            out[name] = [row[name] for row in self.rounds]
+            out[name] = [row[name] for row in rounds]
         return out
 
 

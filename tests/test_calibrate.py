@@ -195,3 +195,47 @@ def test_bad_input_is_one_line(capsys):
         calibrate.published_targets("v99")
     with pytest.raises(fk.FphintError):
         calibrate.fit_profile([], fk.HostProfile.load("prior"), ("zero_page_ns",), method="newton")
+
+
+def test_calibrate_writes_results_not_the_shipped_profiles(monkeypatch, tmp_path, capsys):
+    """By default into results/calibration/ of the working folder; data/profiles/ only with
+    --update-profiles (here a copy of data/, through FPHINT_DATA)."""
+    import shutil
+
+    from fphint_kernels.config import data_dir
+
+    monkeypatch.setattr(
+        importlib.import_module("fphint_kernels.simulate"), "simulate", fake_simulate
+    )
+    shipped = data_dir() / "profiles" / "v36.json"
+    before = shipped.read_text()
+    monkeypatch.chdir(tmp_path)
+    args = ["calibrate", "--free", "zero_page_ns", "--seeds", "1", "--max-evals", "4"]
+    assert main([*args, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "results" / "calibration" / "v36.json").is_file()
+    assert (tmp_path / "results" / "calibration" / "v37.json").is_file()
+    assert "wrote results/calibration/v36.json" in out and shipped.read_text() == before
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir(), copy)
+    monkeypatch.setenv("FPHINT_DATA", str(copy))
+    assert main([*args, "--quiet", "--update-profiles"]) == 0
+    assert json.loads((copy / "profiles" / "v36.json").read_text()) != json.loads(before)
+    assert shipped.read_text() == before
+    assert main([*args, "--update-profiles", "--out-dir", "x"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_the_calibration_bar_ends_full(monkeypatch, capsys):
+    """The budget of evaluations is an upper bound: when the fit converges first, the bar is
+    closed at 100 % (n of n), not left at n of the budget."""
+    monkeypatch.setattr(
+        importlib.import_module("fphint_kernels.simulate"), "simulate", fake_simulate
+    )
+    targets = calibrate.published_targets("v36")
+    fit = calibrate.fit_profile(targets, fk.HostProfile.load("prior"), ("zero_page_ns",),
+                                seeds=1, max_evals=150, progress=True)  # fmt: skip
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    done = len(fit.history)
+    assert done < 150 and f"{done}/{done}" in last and "100%" in last

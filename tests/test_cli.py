@@ -1,5 +1,7 @@
-"""The fphint command: JSON output and one-line errors with exit code 2."""
+"""The fphint command: JSON and aligned text output, help with defaults, --version, feedback
+on stderr, and one-line errors with exit code 2."""
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -7,6 +9,7 @@ import sys
 
 import pytest
 
+import fphint_kernels as fk
 from fphint_kernels.cli import main
 
 SMALL = ["--memory", "512M", "--max-bandwidth", "1G"]
@@ -110,3 +113,93 @@ def test_module_entry_point_runs_main(monkeypatch, capsys):
         runpy.run_module("fphint_kernels.cli", run_name="__main__")
     assert exc.value.code == 2
     assert capsys.readouterr().err.startswith("fphint simulate: error: memory")
+
+
+def test_version_and_top_level_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"fphint {fk.__version__} (Python ") and "Numba" in out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "pre-copy live migration" in text and "free page hinting" in text
+    for command in ("simulate", "reproduce", "calibrate", "qemu"):
+        assert f"    {command}" in text  # listed, with its help on the same line
+    assert "once, about 30 s" in text
+
+
+@pytest.mark.parametrize("command", ["simulate", "reproduce", "calibrate"])
+def test_every_option_shows_its_default(command, capsys):
+    """Options with a value say their default (on|off switches as on/off), and only once."""
+    from fphint_kernels.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for action in sub._actions:
+        if action.nargs == 0 or action.default in (None, [], argparse.SUPPRESS):
+            continue
+        start = text.index(action.option_strings[-1] + " ", text.index("options:"))
+        entry = text[start : start + 400]
+        assert "default" in entry, action.option_strings
+    assert "(default " not in text  # one style: "(default: X)"
+    if command == "simulate":
+        assert "--hint on|off free page hinting (off = legacy) (default: off)" in text
+        assert "(default: 32M = 32 MiB/s" in text and "(default: 300ms" in text
+        assert "(default: 10min)" in text and "(default: 60%)" in text
+
+
+def test_text_result_is_aligned_with_units(capsys):
+    assert main(["simulate", *SMALL, "--hint", "on", "--seed", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines}
+    assert rows["total-time"].split()[2] == "ms"
+    assert rows["ram.transferred"].split()[2] == "MiB" and "bytes)" in rows["ram.transferred"]
+    assert rows["ram.normal"].split()[2] == "pages"
+    assert rows["scenario.max-bandwidth"].split()[1:] == ["1", "GiB/s"]
+    assert rows["lost-pages"].split()[1:3] == ["0", "pages"]
+    # numbers end in one column, their units start in the next
+    ends = {rows[k].index(rows[k].split()[1]) + len(rows[k].split()[1]) for k in
+            ("total-time", "ram.normal", "hinted-pages", "cpu-throttle-percentage")}  # fmt: skip
+    assert len(ends) == 1
+
+
+def test_not_converged_says_so_and_lost_pages_not_checked(capsys):
+    args = ["simulate", *SMALL, "--max-time", "50ms"]
+    assert main([*args, "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["status"] == "not-converged"
+    assert out["lost-pages"] is None and out["stale-free-pages"] is None
+    assert out["downtime"] is None
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fphint: not converged: ")
+    assert "pages still pending" in err[0] and "lost-pages not checked" in err[0]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    lost = next(line for line in text.splitlines() if line.startswith("lost-pages"))
+    assert "not checked (the migration did not complete)" in lost
+
+
+def test_auto_converge_reported(capsys):
+    """cpu-throttle-percentage is part of the result (0 without auto-converge)."""
+    assert main(["simulate", *SMALL, "--json", "--compact"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cpu-throttle-percentage"] == 0 and out["scenario"]["auto-converge"] is False
+
+
+def test_compiling_line_before_a_cold_compile(monkeypatch, capsys):
+    """The command says once, on stderr, that the kernels are about to compile."""
+    from fphint_kernels import feedback
+
+    monkeypatch.setattr(feedback, "_announced", False)
+    monkeypatch.setattr(feedback, "will_compile", lambda: True)
+    assert main(["simulate", *SMALL, "--json"]) == 0
+    err = capsys.readouterr().err
+    assert err == f"fphint: {feedback.COMPILING}\n"
+    assert main(["simulate", *SMALL, "--json"]) == 0  # once per process
+    assert capsys.readouterr().err == ""

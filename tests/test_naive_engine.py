@@ -233,7 +233,6 @@ def compare(scenario, profile, step_ms):
     diff = {k: (got[k], ref[k]) for k in got if got[k] != ref[k]}
     assert diff == {}
     for name in (
-        "cpu-throttle-percentage",
         "hint-cpu-time",
         "zeroing-cpu-time",
         "write-faults",

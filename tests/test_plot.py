@@ -176,7 +176,24 @@ def test_timeline_draws_both_modes(runs):
     scale = {"pages": 1.0, "thousand pages": 1e3, "million pages": 1e6}[
         UNIT.search(ax_p.get_ylabel()).group(1)
     ]
-    np.testing.assert_allclose(pend * scale, legacy["pending"].values)
+    # the trace up to the VM stop, then the stop-and-copy: from the pages pending after the
+    # final sync down to none, over the downtime
+    stop = float(legacy["total-time"] - legacy["downtime"])
+    before = legacy["pending"].values[legacy["time"].values < stop]
+    np.testing.assert_allclose(pend[: len(before)] * scale, before)
+    np.testing.assert_allclose(
+        pend[-2:] * scale, [float(legacy["round-pending-after-sync"][-1]), 0.0]
+    )
+    times = ax_p.get_lines()[0].get_xdata()
+    np.testing.assert_allclose(times[-2:], [stop, float(legacy["total-time"])])
+    sent = ax_b.get_lines()[0].get_ydata() * 2**20
+    assert sent[-2] == pytest.approx(
+        float(legacy["ram-transferred"]) - float(legacy["round-bytes"][-1])
+    )
+    assert np.all(np.diff(sent) >= 0)
+    # the downtime of each run is shaded, and labelled
+    spans = [p for p in ax_p.patches if "VM stopped" in p.get_label()]
+    assert len(spans) == 2
     assert "MiB" in ax_b.get_ylabel()
     # the completion dot of each run sits at (total-time, ram-transferred)
     dots = [ln for ln in ax_b.get_lines() if ln.get_marker() == "o"]
@@ -262,6 +279,37 @@ def test_rounds(runs):
     np.testing.assert_allclose(np.nan_to_num(heights), np.where(sent > 0, sent, 0.0))
 
 
+def test_rounds_name_the_stop_and_copy(runs):
+    """One numbering: pre-copy rounds 1..rounds, then the stop-and-copy, labelled so; it has no
+    pending bar or threshold of its own (what it sends is the pending bar before it)."""
+    legacy, _ = runs
+    ax = plot.rounds(legacy)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    n = int(legacy["rounds"])
+    assert ticks == [str(i) for i in range(1, n + 1)] + ["stop-and-\ncopy"]
+    pending = [p.get_height() for p in ax.patches[len(ticks) :]]
+    assert np.isnan(pending[-1])
+    labels = ax.get_legend_handles_labels()[1]
+    assert any(lab.startswith("threshold") for lab in labels) and "sent in the round" in labels
+
+
+def test_phases(runs):
+    legacy, _ = runs
+    fig = plot.phases(legacy)
+    ax, ax_vm = fig.axes
+    assert UNIT.search(ax.get_ylabel()) and UNIT.search(ax_vm.get_xlabel())
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[0] == "round\n1" and texts[-1] == "stop-and-\ncopy"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "stop-and-copy (VM stopped)" in legend
+    assert "downtime" in ax.get_title()
+    # the guest runs until the VM stops, then is stopped for the downtime
+    running, stopped = ax_vm.collections
+    stop = float(legacy["total-time"] - legacy["downtime"])
+    assert running.get_paths()[0].vertices[:, 0].max() == pytest.approx(stop)
+    assert stopped.get_paths()[0].vertices[:, 0].max() == pytest.approx(float(legacy["total-time"]))
+
+
 def test_compare_and_table(runs):
     legacy, hinted = runs
     fig = plot.compare({"legacy": legacy, "hinting": hinted})
@@ -300,8 +348,13 @@ def test_explorer_figure_without_annotations(runs):
         assert ax.get_title() == "" and ax.get_legend() is None
     ax_p, _, ax_r = fig.axes
     labels = ax_p.get_legend_handles_labels()[1]
-    assert [lab.split(":")[0] for lab in labels] == ["legacy", "hinting"]
-    assert "sender (migration thread)" in ax_r.get_legend_handles_labels()[1]
+    runs_ = [lab.split(":")[0] for lab in labels if "VM stopped" not in lab]
+    stops = [lab.split(":")[0] for lab in labels if "VM stopped" in lab]
+    assert runs_ == ["legacy", "hinting"] and stops == ["legacy", "hinting"]
+    race_labels = ax_r.get_legend_handles_labels()[1]
+    assert "sender (migration thread)" in race_labels
+    assert "bitmap sync (a round ends)" in race_labels
+    assert "VM stopped: stop-and-copy" in race_labels
     assert ax_r.get_position().x1 > 0.95  # the axes take the room of the legends
 
 

@@ -268,8 +268,17 @@ def test_compare_tables(stand_in_engine, campaign_dir):
     per_config = compare.config_summary(runs)
     assert list(per_config["runs"]) == [2, 2]
     fig = fk.plot.measured_vs_simulated(table, fields=("ram-normal", "total-time"))
-    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["ram-normal", "total-time"]
-    assert all(ax.get_xlabel() == "measured" for ax in fig.axes if ax.get_visible())
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [
+        "ram-normal (target ±15%)",
+        "total-time (target ±30%)",
+    ]
+    # units on both axes, one shared legend that explains every mark, the band included
+    assert [ax.get_xlabel() for ax in shown] == ["measured (thousand pages)", "measured (ms)"]
+    assert [ax.get_ylabel() for ax in shown] == ["simulated (thousand pages)", "simulated (ms)"]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "simulated = measured" in labels and any("target band" in t for t in labels)
+    assert "hinting, held out" in labels and "legacy, used by the fit" in labels
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -58,7 +58,20 @@ def test_completed_and_consistent(idle_pair):
         assert int(ds["round-duplicate"].sum()) == dup
         assert int(ds["round-normal"].sum()) == normal
         assert np.all(np.diff(ds["round-end"].values) >= 0)
-        assert int(ds["dirty-sync-count"]) == int(ds["rounds"]) + 1
+        # syncs: setup, one ending each pre-copy round, the final one after the VM stopped
+        assert int(ds["dirty-sync-count"]) == int(ds["rounds"]) + 2
+        # one round numbering: pre-copy rounds 1..rounds, then the stop-and-copy, which is the
+        # downtime exactly and sends what was pending after the final sync
+        assert ds.sizes["round"] == int(ds["rounds"]) + 1
+        assert ds["round"].values.tolist() == list(range(1, ds.sizes["round"] + 1))
+        assert float(ds["round-start"][-1]) == pytest.approx(total - down)
+        assert float(ds["round-end"][-1]) == pytest.approx(total)
+        last = ds.isel(round=-1)
+        assert int(last["round-duplicate"] + last["round-normal"]) == int(
+            last["round-pending-after-sync"]
+        )
+        assert (ds["round-end"][:-1] < total - down + 1e-9).all()
+        assert int(ds["round-index"].max()) <= ds.sizes["round"]
         # the trace: pending never negative, transferred never decreases
         assert (ds["pending"] >= 0).all()
         assert np.all(np.diff(ds["transferred"].values) >= 0)

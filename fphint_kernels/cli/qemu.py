@@ -225,7 +225,8 @@ def add_command(subparsers) -> None:
     q = subparsers.add_parser(
         "qemu",
         help="measure real QEMU migrations on this host",
-        description=__doc__.splitlines()[0],
+        description="Real QEMU migrations on this host: prepare the guest, measure migrations, "
+        "run campaigns, summarise them, fit this host's profile, compare with the simulator.",
     )
     sub = q.add_subparsers(dest="qemu_command", metavar="SUBCOMMAND")
     sub.required = True

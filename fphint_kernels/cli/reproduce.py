@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import FphintError
+from ._output import say
 
 
 def _cmd_reproduce(args) -> int:
@@ -18,6 +19,10 @@ def _cmd_reproduce(args) -> int:
         raise FphintError(f"--seeds: a whole number >= 1, got {args.seeds}")
     fast = True if args.fast else None
     t0 = time.perf_counter()
+    if not args.quiet:
+        from ..simulate import warm_up
+
+        warm_up(write=say)  # before the bar: its estimate is the runs' alone
     res = reproduce(
         args.seeds, profile=args.profile, fast=fast, progress=not args.quiet, workers=args.jobs
     )
@@ -39,9 +44,9 @@ def add_command(subparsers) -> None:
         "in both modes over several seeds; write report.md, PNG figures and a netCDF file.",
     )
     p.add_argument(
-        "--seeds", type=int, default=5, help="runs per configuration and mode (default 5)"
+        "--seeds", type=int, default=5, help="runs per configuration and mode (default: 5)"
     )
-    p.add_argument("--out", default="results", help="output folder (default results/)")
+    p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument(
         "--profile",
         default=None,

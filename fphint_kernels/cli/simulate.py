@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from ..errors import FphintError
-from ..units import parse_on_off
+from ..units import parse_on_off, size_unit
+from ._output import say
 
 #: Options whose value may look like a flag (``--memory -1G``): glued as ``--memory=-1G`` so
 #: that the value reaches validation and gets a proper message.
@@ -45,20 +47,61 @@ def whole(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
 
 
+def size_text(nbytes: float) -> str:
+    """Bytes in the binary unit that suits them, up to 4 significant digits.
+
+    Examples
+    --------
+    >>> size_text(128 << 20), size_text(1_320_702_976), size_text(1000)
+    ('128 MiB', '1.23 GiB', '1000 bytes')
+    """
+    div, unit = size_unit(nbytes)
+    if div == 1:
+        return f"{nbytes:.0f} bytes"
+    x = nbytes / div
+    return f"{x:.3g} {unit}" if x < 10 else f"{x:.4g} {unit}"
+
+
+def _workload_defaults() -> tuple[str, str, str]:
+    """The defaults of --fill, --dirty-bytes and --dirty-interval, from data/workloads/."""
+    from ..config import Workload
+
+    try:
+        fill = Workload.load("fill-free").params["fill"]
+        loop = Workload.load("dirty-loop").params
+        return (
+            f"{100 * fill:g}%%",
+            size_text(loop["dirty_bytes"]),
+            f"{loop['dirty_interval_ms']:g} ms",
+        )
+    except (FphintError, KeyError, OSError):  # pragma: no cover - edited or missing data files
+        return ("see data/workloads/fill-free.json",) + ("see data/workloads/dirty-loop.json",) * 2
+
+
 def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     """The options that describe one scenario (shared by several subcommands)."""
     from ..config import FAULTS, HINT_RELEASE, PAGE_POISON, available_profiles, available_workloads
 
     g = p.add_argument_group("scenario")
-    g.add_argument("--memory", default="8G", help="guest RAM, e.g. 8G, 512M (bare number: MiB)")
+    g.add_argument(
+        "--memory",
+        default="8G",
+        help="guest RAM, e.g. 8G, 512M; a bare number is MiB (default: 8G = 8 GiB)",
+    )
     g.add_argument(
         "--workload", default="idle", help=f"guest workload: {', '.join(available_workloads())}"
     )
-    g.add_argument("--downtime-limit", default="300ms", help="QEMU downtime-limit, e.g. 400ms, 2s")
+    g.add_argument(
+        "--downtime-limit",
+        default="300ms",
+        help="QEMU downtime-limit: the longest pause allowed at the end, e.g. 400ms, 2s; a bare "
+        "number is ms (default: 300ms, QEMU's default)",
+    )
     g.add_argument(
         "--max-bandwidth",
         default="32M",
-        help="QEMU max-bandwidth in bytes/s, e.g. 100G (= 100 GiB/s, as migrate_set_speed)",
+        help="QEMU max-bandwidth in bytes per second, e.g. 1G = 1 GiB/s, 100G = no limit in "
+        "practice (default: 32M = 32 MiB/s, QEMU's default, slow for a guest of several GiB)",
     )
     g.add_argument(
         "--hint",
@@ -72,7 +115,7 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
         type=on_off,
         default=False,
         metavar="on|off",
-        help="guest zeroes every allocation (init_on_alloc=1); default off as in 2018 kernels",
+        help="guest zeroes every allocation (init_on_alloc=1) (default: off, as in 2018 kernels)",
     )
     g.add_argument("--page-poison", choices=PAGE_POISON, default="off", help="guest page poisoning")
     g.add_argument(
@@ -89,7 +132,7 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--profile", default="v36", help=f"host profile: {', '.join(available_profiles())}"
     )
-    g.add_argument("--seed", type=whole, default=0, help="random seed (whole number >= 0)")
+    g.add_argument("--seed", type=whole, default=0, help="random seed, a whole number >= 0")
     g.add_argument(
         "--fault",
         action="append",
@@ -100,13 +143,23 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-time",
         default="10min",
-        help="simulated time after which the run is reported not-converged",
+        help="simulated time after which the run stops and is reported not-converged, e.g. "
+        "90s, 10min (default: 10min)",
     )
     w = p.add_argument_group("workload options (override data/workloads/NAME.json)")
-    w.add_argument("--fill", help="fill-free: share of RAM filled then freed, e.g. 60%%")
-    w.add_argument("--dirty-bytes", help="dirty-loop: bytes rewritten per interval, e.g. 128M")
-    w.add_argument("--dirty-interval", help="dirty-loop: interval, e.g. 100ms")
-    w.add_argument("--intensity", help="multiplier of every workload rate (default 1)")
+    fill, dirty_bytes, dirty_interval = _workload_defaults()
+    w.add_argument(
+        "--fill", help=f"fill-free: share of RAM filled then freed, e.g. 30%% (default: {fill})"
+    )
+    w.add_argument(
+        "--dirty-bytes",
+        help=f"dirty-loop: bytes rewritten per interval, e.g. 512M (default: {dirty_bytes})",
+    )
+    w.add_argument(
+        "--dirty-interval",
+        help=f"dirty-loop: one rewrite every interval, e.g. 50ms (default: {dirty_interval})",
+    )
+    w.add_argument("--intensity", help="multiplier of every workload rate (default: 1)")
     w.add_argument(
         "--workload-param",
         action="append",
@@ -154,23 +207,140 @@ def scenario_from_args(args):
     )
 
 
+NOT_CHECKED = "not checked (the migration did not complete)"
+_NUMBER = re.compile(r"^-?[\d,.]+$|^-$")
+
+
+def _ms(v) -> tuple[str, str]:
+    return (f"{v:,.1f}", "ms") if v is not None else ("-", "")
+
+
+def _count(v, unit: str) -> tuple[str, str]:
+    return (f"{v:,}", unit) if v is not None else ("-", "")
+
+
+def _bytes(v) -> tuple[str, str, str]:
+    if v is None:
+        return ("-", "", "")
+    number, _, unit = size_text(v).partition(" ")
+    return (number, unit, f"({v:,} bytes)" if unit != "bytes" else "")
+
+
+def summary_rows(s: dict) -> list[tuple[str, str, str, str]]:
+    """The rows of the plain-text result: (field, number, unit, note)."""
+    done = s["status"] == "completed"
+    sc = s["scenario"]
+    ram = s["ram"]
+    rows = [("status", s["status"], "", "")]
+    if s.get("failure"):
+        rows.append(("failure", s["failure"], "", ""))
+    rows += [
+        ("total-time", *_ms(s["total-time"]), ""),
+        ("downtime", *_ms(s["downtime"]), "" if done else "(the VM was never stopped)"),
+        ("setup-time", *_ms(s["setup-time"]), ""),
+        ("expected-downtime", *_ms(s["expected-downtime"]), ""),
+        ("mbps", *((f"{s['mbps']:,.0f}", "Mbit/s") if s["mbps"] is not None else ("-", "")), ""),
+        ("ram.transferred", *_bytes(ram["transferred"])),
+        ("ram.duplicate", *_count(ram["duplicate"], "pages"), "(zero pages, 9 bytes each)"),
+        ("ram.normal", *_count(ram["normal"], "pages"), "(4 KiB of data each)"),
+        ("ram.normal-bytes", *_bytes(ram["normal-bytes"])),
+        ("dirty-sync-count", *_count(s["dirty-sync-count"], ""), ""),
+        ("rounds", *_count(s["rounds"], ""), "(pre-copy rounds before the stop-and-copy)"),
+        ("cpu-throttle-percentage", f"{s['cpu-throttle-percentage']:g}", "%",
+         "(auto-converge)" if sc.get("auto-converge") else "(auto-converge off)"),
+        ("hinted-pages", *_count(s["hinted-pages"], "pages"), ""),
+        ("skipped-pages", *_count(s["skipped-pages"], "pages"), "(not sent thanks to hints)"),
+    ]  # fmt: skip
+    for key, what in (("lost-pages", "must be 0"), ("stale-free-pages", "harmless")):
+        if s[key] is None:
+            rows.append((key, "-", "", NOT_CHECKED))
+        else:
+            rows.append((key, *_count(s[key], "pages"), f"({what})"))
+    rows.append(("guest-overhead-time", *_ms(s["guest-overhead-time"]), ""))
+    rows += [
+        ("scenario.memory", *_bytes(sc["memory"])[:2], ""),
+        ("scenario.workload", sc["workload"], "", ""),
+        ("scenario.downtime-limit", *_ms(sc["downtime-limit"]), ""),
+        ("scenario.max-bandwidth", *_bytes(sc["max-bandwidth"])[:2], ""),
+        ("scenario.hint", "on" if sc["hint"] else "off", "", ""),
+        ("scenario.init-on-alloc", "on" if sc["init-on-alloc"] else "off", "", ""),
+        ("scenario.profile", sc["profile"], "", ""),
+        ("scenario.seed", str(sc["seed"]), "", ""),
+    ]
+    if "auto-converge" in sc:
+        rows.insert(-2, ("scenario.auto-converge", "on" if sc["auto-converge"] else "off", "", ""))
+    return [
+        (k, n, u + "/s" if k == "scenario.max-bandwidth" else u, note) for k, n, u, note in rows
+    ]
+
+
+def summary_text(s: dict) -> str:
+    """The plain-text result of ``fphint simulate``: one field per line, numbers right-aligned
+    with their units.
+
+    Examples
+    --------
+    >>> print(summary_text({"status": "completed", "total-time": 1234.5, "downtime": 20.0,
+    ...     "setup-time": 6.6, "expected-downtime": 19.0, "mbps": 9000.0, "ram": {"transferred":
+    ...     3 << 29, "duplicate": 10, "normal": 20, "normal-bytes": 81920}, "dirty-sync-count": 3,
+    ...     "rounds": 1, "cpu-throttle-percentage": 0.0, "hinted-pages": 0, "skipped-pages": 0,
+    ...     "lost-pages": 0, "stale-free-pages": 0, "guest-overhead-time": 1.0, "failure": "",
+    ...     "scenario": {"memory": 8 << 30, "workload": "idle", "downtime-limit": 300.0,
+    ...     "max-bandwidth": 32 << 20, "hint": False, "init-on-alloc": False, "profile": "v36",
+    ...     "seed": 0}}).splitlines()[1])
+    total-time                 1,234.5 ms
+    """
+    rows = summary_rows(s)
+    wk = max(len(r[0]) for r in rows)
+    numeric = [r[1] for r in rows if _NUMBER.match(r[1])]
+    wn = max([len(n) for n in numeric] + [8])
+    wu = max(len(r[2]) for r in rows)
+    lines = []
+    for key, number, unit, note in rows:
+        if _NUMBER.match(number):  # right-aligned, then its unit
+            value = f"{number:>{wn}} {unit:<{wu}}"
+        else:  # words: left-aligned where the numbers start
+            value = f"{number:<{wn + wu + 1}}"
+        lines.append(f"{key:<{wk}}   {value}  {note}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def not_completed_line(s: dict, ds) -> str | None:
+    """One line for stderr when the migration did not complete, None when it did."""
+    if s["status"] == "completed":
+        return None
+    if s["status"] == "failed":
+        return (
+            f"the migration failed ({s['failure'] or 'see failure'}); "
+            "lost-pages and stale-free-pages not checked"
+        )
+    pending = float(ds["pending"].values[-1]) if ds.sizes.get("time") else float("nan")
+    left = f"{pending:,.0f} pages still pending" if pending == pending else "pages still pending"
+    return (
+        f"not converged: {left} when the simulated time reached --max-time "
+        f"({s['total-time'] / 1000:g} s); lost-pages not checked; try a higher --max-bandwidth "
+        "or --downtime-limit, or --auto-converge on"
+    )
+
+
 def _cmd_simulate(args) -> int:
+    from ..feedback import announce_compile
     from ..io import save_dataset
     from ..simulate import simulate, summary
 
-    ds = simulate(scenario_from_args(args))
+    scenario = scenario_from_args(args)
+    announce_compile(write=say)
+    ds = simulate(scenario)
     if args.out:
         save_dataset(ds, args.out)
     s = summary(ds)
     if args.json:
         sys.stdout.write(json.dumps(s, indent=None if args.compact else 2) + "\n")
     else:
-        for k, v in s.items():
-            if isinstance(v, dict):
-                for k2, v2 in v.items():
-                    sys.stdout.write(f"{k}.{k2:<20} {v2}\n")
-            else:
-                sys.stdout.write(f"{k:<26} {v}\n")
+        sys.stdout.write(summary_text(s))
+    line = not_completed_line(s, ds)
+    if line:
+        say(line)
     return 0
 
 

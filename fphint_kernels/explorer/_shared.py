@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import math
 
+from ..feedback import kernels_cold
 from ..metrics import reduction
 from ..units import format_bytes, format_ms
 
@@ -36,15 +37,3 @@ def fmt(value, kind: str) -> str:
     if value < 0:
         return "-"
     return f"{int(value):,}"
-
-
-def kernels_cold() -> bool:
-    """True while no simulation kernel has been compiled (or loaded from the cache) in this
-    process: the next simulation starts with the one-off Numba compilation.  False when the JIT
-    is disabled (``NUMBA_DISABLE_JIT=1``: nothing to compile)."""
-    from .._numba import DISPATCHERS
-
-    compiled = [getattr(d, "signatures", None) for d in DISPATCHERS]
-    if not compiled or all(s is None for s in compiled):
-        return False
-    return not any(compiled)

@@ -41,10 +41,10 @@ NUMBER_ROWS = (
 #: no label: (CSS of the swatch, what it means)
 TIMELINE_MARKS = (
     ("border-top:2px dotted #777", "bitmap sync (a round ends)"),
-    ("border-top:2px dashed #777", "stop-and-copy: VM stopped, the rest sent"),
     ("border-radius:50%;background:#777;width:0.6em;height:0.6em", "migration complete"),
 )
-RACE_MARKS = (("height:0.8em;background:#ededed;border:1px solid #ccc", "grey: rounds 2, 4, ..."),)
+#: the race labels all its marks (bitmap syncs, the stop-and-copy) itself
+RACE_MARKS = ()
 
 
 def scalars(ds) -> dict:
@@ -138,6 +138,7 @@ def _swatch(css: str) -> str:
 
 def _artist_css(artist) -> str | None:
     """CSS of a legend swatch that looks like ``artist`` (a line or a filled area)."""
+    from matplotlib.collections import LineCollection
     from matplotlib.colors import to_hex, to_rgba
     from matplotlib.lines import Line2D
 
@@ -145,6 +146,12 @@ def _artist_css(artist) -> str | None:
         style = {"--": "dashed", ":": "dotted", "-.": "dashed"}.get(artist.get_linestyle(), "solid")
         width = max(2, round(artist.get_linewidth()))
         return f"border-top:{width}px {style} {to_hex(artist.get_color())}"
+    if isinstance(artist, LineCollection):  # vlines: dashed or dotted, one colour
+        offset, dashes = (artist.get_linestyle() or [(0, None)])[0]
+        style = "dotted" if dashes and max(dashes) <= 2 * artist.get_linewidth()[0] else "dashed"
+        colors = artist.get_color()
+        color = to_hex(colors[0] if len(colors) else "#777")
+        return f"border-top:2px {style if dashes else 'solid'} {color}"
     colors = getattr(artist, "get_facecolor", lambda: None)()
     if colors is None or not len(colors):
         return None

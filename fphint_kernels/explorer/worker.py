@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .. import feedback
 from ..config import Scenario
 from ._shared import kernels_cold
 
@@ -38,7 +39,7 @@ MODES = ("legacy", "hinting")
 #: fit in memory at once
 RUN_BYTES_PER_PAGE = 12
 #: what the status line says before the one-off compilation of the kernels
-COMPILING = "compiling the simulation kernels (once, about 30 s)"
+COMPILING = feedback.COMPILING
 
 
 def trace_interval_for(memory: int) -> float:
@@ -248,6 +249,7 @@ class Runner:
         would both wait for it).  Returns True if it compiled."""
         if not kernels_cold():
             return False
+        feedback.mark_announced()  # the status line says it, not the notebook's stderr
         sc = Scenario(memory="256M", workload="idle", max_bandwidth="100G", hint=True)
         self.simulate(sc, trace_interval_ms=10.0, page_map_bins=4)
         return True

@@ -39,7 +39,7 @@ LOW_RUN_ORDER = 8
 LOW_RUN = 1 << LOW_RUN_ORDER
 
 
-@jit(inline="always")
+@jit
 def page_write(st, g, p, zero):
     """The guest writes page ``p`` (``zero``: it writes zeros, e.g. ``clear_page``)."""
     g.ver_src[p] += 1
