@@ -11,6 +11,7 @@ from ._version import __version__
 from .config import (
     FAULTS,
     HINT_RELEASE,
+    Guest,
     HostProfile,
     Scenario,
     Workload,
@@ -24,6 +25,7 @@ __all__ = [
     "FAULTS",
     "HINT_RELEASE",
     "FphintError",
+    "Guest",
     "HostProfile",
     "Scenario",
     "ScenarioError",

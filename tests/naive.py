@@ -285,16 +285,17 @@ class NaiveMigration:
     setup's first sync happens if due, then the migration thread runs to the step's end.
     """
 
-    def __init__(self, scenario, profile=None, step_ms=1.0):
+    def __init__(self, scenario, profile=None, step_ms=1.0, guest=None):
         from fphint_kernels.kernels.rng import seed_streams
         from fphint_kernels.simulate import build_params, watermarks
 
         profile = profile or scenario.load_profile()
-        record, lay = build_params(scenario, profile, 10.0, float(step_ms))
+        guest = guest or scenario.load_guest()
+        record, lay = build_params(scenario, profile, guest, 10.0, float(step_ms))
         self.p = {name: record[0][name].item() for name in record.dtype.names}
         p = self.p
-        # a result only (the guest's cost of a write fault), not a kernel parameter
-        self.write_fault_ns = profile.params["write_fault_ns"] / profile.params["cpu_speed"]
+        # a result only (the guest's cost of a write fault)
+        self.write_fault_ns = p["write_fault_ms"] * 1e6
         n = scenario.nr_pages
         self.n = n
         self.faults = set(scenario.faults)
@@ -990,13 +991,13 @@ ROUND_NAMES = (
 )
 
 
-def naive_simulate(scenario, profile=None, step_ms=1.0) -> dict:
+def naive_simulate(scenario, profile=None, step_ms=1.0, guest=None) -> dict:
     """The results of one migration, computed plainly.
 
     Returns the scalars of :func:`fphint_kernels.summary` (without ``scenario``), a few more
     scalars of the Dataset, and the per-round variables as lists.
     """
-    m = NaiveMigration(scenario, profile, step_ms)
+    m = NaiveMigration(scenario, profile, step_ms, guest)
     if m.status == "running":
         m.run()
     return m.results()

@@ -16,7 +16,9 @@ import fphint_kernels as fk
 
 V36 = fk.HostProfile.load("v36")
 # a slow hint worker and a slow iothread: blocks are still in the virtqueue at a sync
-SLOW_HINT = V36.with_params(hint_block_us=3000, hint_host_latency_ms=3.0)
+SLOW_HINT = V36.with_params(hint_host_latency_ms=3.0)
+# a slow hint worker in the guest
+SLOW_GUEST = {"hint_block_us": 3000}
 TCG = fk.HostProfile.load("this-host-tcg")
 KB_SMALL = {"pagecache_initial": "64M", "touched_free": "64M"}
 TINY = {"reserved_low": "8M", "base_used": "16M", "pagecache_initial": "16M", "touched_free": "0"}
@@ -62,6 +64,7 @@ CASES = [
     (
         "idle-512M-hint-after-pass-pattern-slow-hint-20ms",
         sc(
+            guest_options=SLOW_GUEST,
             memory="512M",
             workload="idle",
             hint=True,
@@ -153,6 +156,7 @@ FAULT_CASES = [
     (
         "hint-outside-start",
         sc(
+            guest_options=SLOW_GUEST,
             memory="512M",
             workload="idle",
             hint=True,
@@ -167,6 +171,7 @@ FAULT_CASES = [
     (
         "stale-hint-after-sync",
         sc(
+            guest_options=SLOW_GUEST,
             memory="512M",
             workload="idle",
             hint=True,
@@ -204,12 +209,12 @@ REGRESSION_CASES = [
         sc(
             memory="128M",
             workload="idle",
-            workload_options=TINY,
+            guest_options={**TINY, "hint_block_us": 2000},
             hint=True,
             hint_release="after-pass",
             page_poison="pattern",
         ),
-        V36.with_params(hint_block_us=2000),
+        V36,
         1.0,
         False,
     ),

@@ -30,13 +30,15 @@ from fphint_kernels.kernels.precopy import (
 from fphint_kernels.kernels.workload import workload_step
 from fphint_kernels.simulate import _Run
 
-SMALL = {
+#: a small guest (every scenario below runs on it) ...
+SMALL_GUEST = {
     "reserved_low": "4M",
     "base_used": "8M",
-    "background_hot": "1M",
     "pagecache_initial": "8M",
     "touched_free": "8M",
 }
+#: ... to which the workloads add nothing unless told
+SMALL = {"background_hot": "1M", "base_used": "0", "pagecache_initial": "0", "touched_free": "0"}
 SMALL_BUILD = {
     **SMALL,
     "jobs": 2,
@@ -46,11 +48,14 @@ SMALL_BUILD = {
     "proc_rewrite_per_s": 200.0,
 }
 V36 = fk.HostProfile.load("v36")
-SLOW_HINT = V36.with_params(hint_block_us=400, hint_host_latency_ms=2.0)
+SLOW_HINT = V36.with_params(hint_host_latency_ms=2.0)
+# a slow hint worker in the guest
+SLOW_GUEST = {"hint_block_us": 400}
 
 
 def sc(**kw):
     base = {"memory": "64M", "max_bandwidth": "128M", "downtime_limit": "50ms", "seed": 3}
+    kw["guest_options"] = {**SMALL_GUEST, **kw.get("guest_options", {})}
     return fk.Scenario(**{**base, **kw})
 
 
@@ -61,6 +66,7 @@ def sc(**kw):
 CASES = {
     "idle-hint-after-pass-pattern-no-rearm": (
         sc(
+            guest_options=SLOW_GUEST,
             workload="idle",
             workload_options=SMALL,
             hint=True,
@@ -73,8 +79,9 @@ CASES = {
     ),
     "build-hint-shrinker-init-on-alloc": (
         sc(
+            guest_options=SLOW_GUEST,
             workload="kernel-build",
-            workload_options={**SMALL_BUILD, "pagecache_initial": "24M"},
+            workload_options={**SMALL_BUILD, "pagecache_initial": "16M"},
             hint=True,
             hint_release="shrinker",
             init_on_alloc=True,
@@ -84,6 +91,7 @@ CASES = {
     ),
     "build-hint-zero-poison-stale-outside": (
         sc(
+            guest_options=SLOW_GUEST,
             workload="kernel-build",
             workload_options=SMALL_BUILD,
             hint=True,
@@ -129,7 +137,7 @@ def warm(case: str, t0: float):
     """Both sides of ``case``, run to ``t0`` (read-only: every test step works on copies)."""
     scenario, profile, _ = CASES[case]
     profile = profile or scenario.load_profile()
-    rn = _Run(scenario, profile, 10.0, 0, 1.0)
+    rn = _Run(scenario, profile, scenario.load_guest(), 10.0, 0, 1.0)
     rn.advance(t0)
     ref = naive.NaiveMigration(scenario, profile)
     if ref.status == "running":

@@ -264,7 +264,7 @@ def test_nothing_lost(sc):
 def _stress(fault, seed):
     """A guest under memory pressure with the 5.7+ shrinker, a slow hint worker and a slow
     iothread: hints are still in flight at syncs and their blocks are reused meanwhile."""
-    profile = HostProfile.load("v36").with_params(hint_host_latency_ms=100.0, hint_block_us=1000.0)
+    profile = HostProfile.load("v36").with_params(hint_host_latency_ms=100.0)
     sc = fk.Scenario(
         memory="512M",
         workload="kernel-build",
@@ -274,6 +274,7 @@ def _stress(fault, seed):
         seed=seed,
         faults=frozenset([fault]) if fault else frozenset(),
         workload_options={"base_used": "64M", "pagecache_initial": "96M", "touched_free": "64M"},
+        guest_options={"hint_block_us": 1000.0},
     )
     return fk.simulate(sc, profile=profile)
 
