@@ -41,14 +41,28 @@ KERNELS = Path(__file__).parent / "kernels"
 
 
 def _kernels_stamp(folder: Path = KERNELS) -> str:
-    """A short hash of the kernels' sources, naming the cache of this version of them.
+    """A short hash naming the cache of this version of the kernels: the content of every
+    kernel source file (and of this module, which sets the compile options), and the
+    versions of Python, NumPy, Numba and llvmlite.
 
-    Numba unpickles a cache index before it checks that the index is stale, so an index
-    written by another version whose signatures name a bundle type that no longer exists
-    (``kernels/layout.py``) would raise instead of being recompiled.
+    Numba checks a cached function against the modification time of its own file only, not
+    of the files it calls: a constant changed in ``kernels/layout.py`` or ``kernels/rng.py``
+    would leave it returning the old code's results.  Each version of the sources gets a
+    cache folder of its own instead.  (Numba also unpickles a cache index before it checks
+    that the index is stale, so an index written by another version whose signatures name a
+    bundle type that no longer exists would raise instead of being recompiled.)
     """
+    import sys
+
+    import llvmlite
+    import numba
+    import numpy
+
     h = hashlib.sha1()
-    for path in sorted(Path(folder).glob("*.py")):
+    versions = (sys.version, numpy.__version__, numba.__version__, llvmlite.__version__)
+    h.update(repr(versions).encode())
+    for path in [*sorted(Path(folder).glob("*.py")), Path(__file__)]:
+        h.update(path.name.encode() + b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

@@ -16,10 +16,17 @@ Nothing in this module holds a published result.
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import operator
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
+
+import numpy as np
 
 from .errors import ScenarioError
 from .kernels.layout import MAX_ORDER, PAGE_SIZE
@@ -73,13 +80,71 @@ def available_guests() -> list[str]:
     return _names("guests")
 
 
+#: names of data files: letters, digits, ``.``, ``_`` and ``-``, at most 64 characters
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
 def _load_json(sub: str, name: str, kind: str) -> dict:
-    path = data_dir() / sub / f"{name}.json"
-    if not path.is_file():
-        known = ", ".join(_names(sub)) or "none"
-        raise ScenarioError(f"unknown {kind} {name!r} (known: {known})")
-    with open(path) as fh:
-        return json.load(fh)
+    """The JSON object of ``data/<sub>/<name>.json`` (or of a file ``name`` ending in .json)."""
+    if not isinstance(name, str):
+        raise ScenarioError(f"{kind}: expected a name, got {name!r}")
+    if name.endswith(".json") and ("/" in name or os.sep in name):
+        path = Path(name)  # a file of one's own
+        if not path.is_file():
+            raise ScenarioError(f"{kind}: no such file {_short(name)}")
+    else:
+        if not _NAME_RE.fullmatch(name):
+            raise ScenarioError(
+                f"{kind}: {_short(name)} is not a name (letters, digits, '.', '_', '-'; at most "
+                "64 characters) nor a path to a .json file"
+            )
+        path = data_dir() / sub / f"{name}.json"
+        if not path.is_file():
+            known = ", ".join(_names(sub)) or "none"
+            raise ScenarioError(f"unknown {kind} {name!r} (known: {known})")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh, parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc).splitlines()[0][:80]
+        raise ScenarioError(f"{kind} {_short(name)}: cannot read {path.name}: {why}") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(
+            f"{kind} {_short(name)}: {path.name} must hold a JSON object, not a "
+            f"{type(raw).__name__}"
+        )
+    params = raw.get("params", {})
+    if not isinstance(params, dict):
+        raise ScenarioError(f"{kind} {_short(name)}: 'params' must be a JSON object")
+    return raw
+
+
+def _no_constant(token):
+    raise ValueError(f"{token} is not a number JSON allows")
+
+
+def _short(value, limit: int = 40) -> str:
+    """``repr`` of a value, cut to ``limit`` characters (one-line messages)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _names_text(names) -> str:
+    return ", ".join(_short(n, 30) for n in sorted(names, key=str))
+
+
+def _options(value, what: str) -> dict:
+    """A dict of overrides (``workload_options``, ``guest_options``): str keys."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ScenarioError(f"{what}: expected a dict of name: value, got {_short(value)}")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str):
+            raise ScenarioError(f"{what}: parameter names are strings, got {_short(k)}")
+        out[k] = v
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,28 +230,37 @@ class HostProfile:
 
     @classmethod
     def from_dict(cls, raw: dict, name: str | None = None) -> HostProfile:
+        if not isinstance(raw, Mapping):
+            raise ScenarioError(f"profile: expected a JSON object, got {_short(raw)}")
         label = name or raw.get("name")
-        params = dict(raw.get("params", raw))
+        params = raw.get("params", raw)
+        if not isinstance(params, Mapping):
+            raise ScenarioError(f"profile {label!r}: 'params' must be a JSON object")
+        params = {k: v for k, v in params.items() if k not in ("name", "provenance")}
         missing = [k for k in PROFILE_PARAMS if k not in params]
         if missing:
             raise ScenarioError(f"profile {label!r} lacks {', '.join(missing)}")
         unknown = sorted(set(params) - set(PROFILE_PARAMS) - set(PROFILE_OPTIONAL))
         if unknown:
-            raise ScenarioError(f"profile {label!r}: unknown parameter(s) {', '.join(unknown)}")
+            raise ScenarioError(
+                f"profile {label!r}: unknown parameter(s) {_names_text(unknown)} "
+                f"(known: see PROFILE_PARAMS)"
+            )
         out = {}
         for k in (*PROFILE_PARAMS, *PROFILE_OPTIONAL):
             raw_v = params.get(k, PROFILE_OPTIONAL[k][1] if k in PROFILE_OPTIONAL else None)
-            try:
-                v = float(raw_v)
-            except (TypeError, ValueError):
+            v = _number(raw_v, f"profile parameter {k}")
+            if not 0 <= v <= MAX_PARAM:
                 raise ScenarioError(
-                    f"profile parameter {k}: expected a number, got {raw_v!r}"
-                ) from None
-            if not v >= 0 or v == float("inf"):
-                raise ScenarioError(f"profile parameter {k} must be >= 0, got {raw_v!r}")
+                    f"profile parameter {k}: a number from 0 to {MAX_PARAM:g}, got {_short(raw_v)}"
+                )
             out[k] = v
-        if out["cpu_speed"] <= 0 or out["link_bytes_per_s"] <= 0:
-            raise ScenarioError("profile: cpu_speed and link_bytes_per_s must be > 0")
+        if not 1e-3 <= out["cpu_speed"] <= 1e3:
+            raise ScenarioError(
+                f"profile parameter cpu_speed: from 0.001 to 1000, got {out['cpu_speed']:g}"
+            )
+        if not out["link_bytes_per_s"] >= 1e3:
+            raise ScenarioError("profile parameter link_bytes_per_s: at least 1000 bytes/s")
         if out["bitmap_lock"] not in (0.0, 1.0):
             raise ScenarioError("profile parameter bitmap_lock: 0 (per page) or 1 (per slice)")
         if out["host_page_kib"] not in (4.0, 2048.0):
@@ -196,7 +270,7 @@ class HostProfile:
         return cls(
             name=name or raw.get("name", "custom"),
             params=MappingProxyType(out),
-            provenance=MappingProxyType(dict(raw.get("provenance", {}))),
+            provenance=MappingProxyType(_mapping(raw.get("provenance", {}))),
         )
 
     def with_params(self, **kw) -> HostProfile:
@@ -279,20 +353,25 @@ class Guest:
 
     @classmethod
     def from_dict(cls, raw: dict, name: str | None = None, overrides: dict | None = None):
+        if not isinstance(raw, Mapping):
+            raise ScenarioError(f"guest: expected a JSON object, got {_short(raw)}")
         label = name or raw.get("name", "custom")
         params = {k: v[1] for k, v in GUEST_PARAMS.items()}
-        params.update(raw.get("params", {}))
-        params.update(overrides or {})
+        params.update(_options(raw.get("params", {}), f"guest {label!r} params"))
+        params.update(_options(overrides, "guest_options"))
         unknown = sorted(set(params) - set(GUEST_PARAMS))
         if unknown:
-            raise ScenarioError(f"guest {label!r}: unknown parameter(s) {', '.join(unknown)}")
+            raise ScenarioError(
+                f"guest {_short(label)}: unknown parameter(s) {_names_text(unknown)} "
+                f"(known: {', '.join(GUEST_PARAMS)})"
+            )
         return cls(
             name=label,
             params=MappingProxyType(
                 {k: _parse_param(GUEST_PARAMS, "guest", k, v) for k, v in params.items()}
             ),
-            sources=MappingProxyType(dict(raw.get("sources", {}))),
-            description=raw.get("description", ""),
+            sources=MappingProxyType(_mapping(raw.get("sources", {}))),
+            description=str(raw.get("description", "")),
         )
 
     def with_params(self, **kw) -> Guest:
@@ -350,17 +429,21 @@ class Workload:
         raw = _load_json("workloads", name, "workload")
         params = {k: v[1] for k, v in WORKLOAD_PARAMS.items()}
         params.update(raw.get("params", {}))
-        params.update(overrides or {})
+        overrides = _options(overrides, "workload_options")
+        params.update(overrides)
         unknown = sorted(set(params) - set(WORKLOAD_PARAMS))
         if unknown:
-            raise ScenarioError(f"workload {name!r}: unknown parameter(s) {', '.join(unknown)}")
+            raise ScenarioError(
+                f"workload {_short(name)}: unknown parameter(s) {_names_text(unknown)} "
+                f"(known: {', '.join(WORKLOAD_PARAMS)})"
+            )
+        parsed = {k: _parse_param(WORKLOAD_PARAMS, "workload", k, v) for k, v in params.items()}
+        _check_applies(name, overrides, parsed)
         return cls(
             name=name,
-            params=MappingProxyType(
-                {k: _parse_param(WORKLOAD_PARAMS, "workload", k, v) for k, v in params.items()}
-            ),
-            sources=MappingProxyType(dict(raw.get("sources", {}))),
-            description=raw.get("description", ""),
+            params=MappingProxyType(parsed),
+            sources=MappingProxyType(_mapping(raw.get("sources", {}))),
+            description=str(raw.get("description", "")),
         )
 
     def min_memory(self, guest: Guest) -> int:
@@ -373,27 +456,90 @@ class Workload:
         return int(used + procs + p["dirty_bytes"] + (16 << 20))
 
 
+#: the largest value of any numeric parameter of a profile, guest or workload
+MAX_PARAM = 1e12
+#: tighter bounds of some parameters: name -> (low, high)
+PARAM_BOUNDS = {
+    "intensity": (0.0, 100.0),
+    "proc_rss_sigma": (0.0, 3.0),
+    "jobs": (0.0, 256.0),
+    "background_dirty_pages_per_s": (0.0, 1e7),
+    "proc_rewrite_per_s": (0.0, 1e4),
+    "memmap_bytes_per_page": (0.0, 4096.0),
+    "alloc_low_first": (0.0, 1.0),
+}
+#: workload parameters that do nothing unless another one is set: name -> (that one, why)
+APPLIES_WITH = {
+    **{
+        k: ("jobs", "the workload runs no processes (jobs=0)")
+        for k in (
+            "proc_rss_mean",
+            "proc_rss_sigma",
+            "proc_lifetime_ms",
+            "proc_alloc_frac",
+            "proc_rewrite_per_s",
+            "anon_order",
+        )
+    },  # fmt: skip
+    "dirty_interval_ms": ("dirty_bytes", "the workload has no dirty loop (dirty_bytes=0)"),
+    "background_hot": (
+        "background_dirty_pages_per_s",
+        "the workload has no background writes (background_dirty_pages_per_s=0)",
+    ),
+}
+
+
+def _check_applies(name: str, overrides: dict, params: dict) -> None:
+    """Refuse overrides that cannot change the run of workload ``name``."""
+    for key in overrides:
+        if key in APPLIES_WITH:
+            need, why = APPLIES_WITH[key]
+            if params[need] == 0:
+                raise ScenarioError(
+                    f"workload option {key} does not apply to the {name} workload: {why}; "
+                    f"set {need} too"
+                )
+
+
+def _mapping(value) -> dict:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _number(value, what: str) -> float:
+    """A finite float from a number or a numeric string (numpy scalars too; not bools)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, str)):
+        raise ScenarioError(f"{what}: expected a number, got {_short(value)}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ScenarioError(f"{what}: expected a number, got {_short(value)}") from None
+    if not math.isfinite(v):
+        raise ScenarioError(f"{what}: must be a finite number, got {_short(value)}")
+    return v
+
+
 def _parse_param(table: dict, what_kind: str, key: str, value):
     kind = table[key][0]
     what = f"{what_kind} parameter {key}"
+    lo, hi = PARAM_BOUNDS.get(key, (0.0, MAX_PARAM))
     if kind == "size":
-        return float(parse_size(value, what=what))
+        v = float(parse_size(value, what=what))
+        if v > 1 << 50:
+            raise ScenarioError(f"{what}: at most 1P, got {_short(value)}")
+        return v
     if kind == "ms":
         v = float(parse_duration_ms(value, what=what))
-        if v <= 0:
-            raise ScenarioError(f"{what}: must be > 0")
+        if v <= 0 or v > 86_400_000:
+            raise ScenarioError(f"{what}: must be > 0 and at most 1 day, got {_short(value)}")
         return v
     if kind == "frac":
         return parse_fraction(value, what=what)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ScenarioError(f"{what}: expected a number, got {value!r}") from None
-    if not v >= 0 or v != v or v == float("inf"):
-        raise ScenarioError(f"{what}: must be a finite number >= 0, got {value!r}")
+    v = _number(value, what)
+    if not lo <= v <= hi:
+        raise ScenarioError(f"{what}: a number from {lo:g} to {hi:g}, got {_short(value)}")
     if kind == "count":
         if v != int(v):
-            raise ScenarioError(f"{what}: must be a whole number, got {value!r}")
+            raise ScenarioError(f"{what}: must be a whole number, got {_short(value)}")
         if key.endswith("order") and v > MAX_ORDER:
             raise ScenarioError(f"{what}: a buddy order is at most {MAX_ORDER}")
     return v
@@ -402,6 +548,24 @@ def _parse_param(table: dict, what_kind: str, key: str, value):
 # --------------------------------------------------------------------------------------------
 # Scenario
 # --------------------------------------------------------------------------------------------
+
+#: the longest simulated time (and downtime limit) a scenario may ask for: one day
+MAX_TIME_MS = 86_400_000.0
+
+
+def _whole(value, what: str, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi] (Python or numpy integers; not bools, not floats)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ScenarioError(f"{what}: a whole number from {lo} to {hi}, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ScenarioError(
+            f"{what}: a whole number from {lo} to {hi}, got {_short(value)}"
+        ) from None
+    if not lo <= v <= hi:
+        raise ScenarioError(f"{what}: a whole number from {lo} to {hi}, got {v}")
+    return int(v)
 
 
 @dataclass(frozen=True)
@@ -486,42 +650,58 @@ class Scenario:
         if self.memory > (4 << 40):
             raise ScenarioError("memory: at most 4 TiB")
         dl = parse_duration_ms(self.downtime_limit, what="downtime-limit")
-        if dl <= 0:
-            raise ScenarioError("downtime-limit: must be > 0")
+        if not 0 < dl <= MAX_TIME_MS:
+            raise ScenarioError("downtime-limit: must be > 0 and at most 1 day")
         s(self, "downtime_limit", dl)
         bw = float(parse_size(self.max_bandwidth, what="max-bandwidth"))
-        if bw <= 0:
-            raise ScenarioError("max-bandwidth: must be > 0")
+        if not 1024 <= bw <= (1 << 50):
+            raise ScenarioError(
+                "max-bandwidth: from 1K to 1P bytes per second (e.g. 32M, 1G, 100G)"
+            )
         s(self, "max_bandwidth", bw)
         mt = parse_duration_ms(self.max_time, what="max-time")
-        if mt <= 0:
-            raise ScenarioError("max-time: must be > 0")
+        if not 1.0 <= mt <= MAX_TIME_MS:
+            raise ScenarioError(
+                f"max-time: from 1ms to 1 day (1440min), got {_short(self.max_time)}"
+            )
         s(self, "max_time", mt)
         for name in ("hint", "init_on_alloc", "auto_converge"):
             v = getattr(self, name)
-            if not isinstance(v, bool):
-                raise ScenarioError(f"{name}: expected true/false, got {v!r}")
-        if self.page_poison not in PAGE_POISON:
-            raise ScenarioError(f"page-poison: one of {', '.join(PAGE_POISON)}")
-        if self.hint_release not in HINT_RELEASE:
-            raise ScenarioError(f"hint-release: one of {', '.join(HINT_RELEASE)}")
-        if (
-            isinstance(self.vcpus, bool)
-            or not isinstance(self.vcpus, int)
-            or not 1 <= self.vcpus <= 1024
-        ):
-            raise ScenarioError(f"vcpus: a whole number from 1 to 1024, got {self.vcpus!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ScenarioError(f"seed: a whole number >= 0, got {self.seed!r}")
-        faults = frozenset(self.faults)
-        bad = sorted(faults - set(FAULTS))
+            if not isinstance(v, (bool, np.bool_)):
+                raise ScenarioError(f"{name}: expected True or False, got {_short(v)}")
+            s(self, name, bool(v))
+        if not isinstance(self.page_poison, str) or self.page_poison not in PAGE_POISON:
+            raise ScenarioError(
+                f"page-poison: one of {', '.join(PAGE_POISON)}, got {_short(self.page_poison)}"
+            )
+        if not isinstance(self.hint_release, str) or self.hint_release not in HINT_RELEASE:
+            raise ScenarioError(
+                f"hint-release: one of {', '.join(HINT_RELEASE)}, got {_short(self.hint_release)}"
+            )
+        s(self, "vcpus", _whole(self.vcpus, "vcpus", 1, 1024))
+        s(self, "seed", _whole(self.seed, "seed", 0, 2**63 - 1))
+        faults = self.faults
+        if isinstance(faults, str):  # one fault by name, not its letters
+            faults = [faults] if faults else []
+        if faults is None:
+            faults = []
+        try:
+            faults = frozenset(faults)
+        except TypeError:
+            raise ScenarioError(
+                f"faults: a set of fault names ({', '.join(FAULTS)}), got {_short(self.faults)}"
+            ) from None
+        bad = sorted(faults - set(FAULTS), key=str)
         if bad:
-            raise ScenarioError(f"unknown fault(s) {', '.join(bad)} (known: {', '.join(FAULTS)})")
+            raise ScenarioError(f"unknown fault(s) {_names_text(bad)} (known: {', '.join(FAULTS)})")
         s(self, "faults", faults)
-        opts = dict(self.workload_options or {})
+        for name in ("workload", "guest", "profile"):
+            if not isinstance(getattr(self, name), str):
+                raise ScenarioError(f"{name}: expected a name, got {_short(getattr(self, name))}")
+        opts = _options(self.workload_options, "workload_options")
         s(self, "workload_options", MappingProxyType(opts))
         wl = Workload.load(self.workload, opts)  # validates name and options
-        gopts = dict(self.guest_options or {})
+        gopts = _options(self.guest_options, "guest_options")
         s(self, "guest_options", MappingProxyType(gopts))
         guest = Guest.load(self.guest, gopts)  # validates name and options
         need = wl.min_memory(guest)
@@ -530,7 +710,7 @@ class Scenario:
                 f"memory: the {self.workload} workload needs at least "
                 f"{need / (1 << 20):.0f} MiB, the guest has {self.memory >> 20} MiB"
             )
-        HostProfile.load(self.profile)  # validates name
+        HostProfile.load(self.profile)  # validates name and file
 
     def __hash__(self):
         return hash(self.key())

@@ -8,13 +8,16 @@ the results in the vocabulary of :mod:`fphint_kernels.variables`.
 from __future__ import annotations
 
 import math
+import numbers
+import os
+import time
 from collections.abc import Iterable
 
 import numpy as np
 
 from .config import Guest as GuestDescription
 from .config import HostProfile, Scenario
-from .errors import ScenarioError
+from .errors import InvariantError, ScenarioError, SimulationCancelled
 from .feedback import announce_compile, kernels_cold
 from .kernels import layout as S
 from .kernels.bitmap import popcount, words_for
@@ -32,8 +35,12 @@ STATUS = {
     S.FAILED: "failed",
     S.RUNNING: "running",
 }
-FAILURES = {S.FAIL_NONE: "", S.FAIL_OOM: "guest out of memory"}
 ROUND_CAP = 20000
+FAILURES = {
+    S.FAIL_NONE: "",
+    S.FAIL_OOM: "guest out of memory",
+    S.FAIL_ROUNDS: f"stopped after {ROUND_CAP:,} rounds (the round recorder is full)",
+}
 #: the guest's boot draws where physical KASLR puts the kernel from its own random stream
 KASLR_STREAM = 0x6B61736C72
 MAP_ROUND_CAP = 256
@@ -287,6 +294,101 @@ class _Run:
     def running(self) -> bool:
         return self.st[0]["status"] == S.RUNNING
 
+    @property
+    def now(self) -> float:
+        return float(self.st[0]["now"])
+
+
+#: wall time one call into the engine aims at: signals (Ctrl-C) and ``cancel`` are seen
+#: between calls
+CHUNK_WALL_S = 0.1
+
+
+def _advance_in_chunks(rn: _Run, end: float, cancel=None, bar=None) -> None:
+    """Run ``rn`` to its end in chunks of simulated time sized so that each takes about
+    :data:`CHUNK_WALL_S` of wall time; between chunks Python handles signals (a
+    ``KeyboardInterrupt`` stops the run) and ``cancel`` is checked."""
+    chunk = 20.0  # ms of simulated time; adapted to the wall time each chunk takes
+    shown = 0
+    while rn.running:
+        t0 = time.perf_counter()
+        rn.advance(min(rn.now + chunk, end))
+        wall = time.perf_counter() - t0
+        if cancel is not None and cancel.is_set():
+            raise SimulationCancelled("the run was cancelled")
+        if bar is not None:
+            done = int(rn.now // 1000)
+            bar.update(done - shown)
+            shown = done
+        scale = CHUNK_WALL_S / wall if wall > 0 else 4.0
+        chunk = min(max(chunk * min(4.0, max(0.25, scale)), 1.0), 600_000.0)
+
+
+def _available_bytes() -> int:
+    """Memory this process may still take (``MemAvailable``), or 0 when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX
+        return 0
+
+
+def memory_estimate(
+    scenario: Scenario, trace_interval_ms: float = 10.0, page_map_bins: int = 0
+) -> dict:
+    """Bytes a run will allocate, by what they grow with (checked before allocating).
+
+    Returns
+    -------
+    dict
+        ``pages`` (per-page engine state, about 12 bytes a page, and the result's copies),
+        ``trace`` (one row per ``trace_interval_ms`` up to ``max_time``, held twice while the
+        Dataset is made), ``page_map`` (256 rounds x bins x states) and ``total``.
+    """
+    n = scenario.nr_pages
+    ntrace = math.ceil(scenario.max_time / trace_interval_ms) + 2
+    out = {
+        "pages": 14.0 * n,
+        "trace": 2.0 * ntrace * (S.N_TRACE + 1) * 8,
+        "page_map": 2.0 * MAP_ROUND_CAP * page_map_bins * S.N_PM * 8,
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def _check_memory(scenario: Scenario, trace_interval_ms: float, page_map_bins: int) -> None:
+    est = memory_estimate(scenario, trace_interval_ms, page_map_bins)
+    avail = _available_bytes()
+    if not avail or est["total"] <= 0.8 * avail:
+        return
+    what = max(("pages", "trace", "page_map"), key=lambda k: est[k])
+    change = {
+        "pages": "memory (a smaller guest)",
+        "trace": "max-time (or a longer trace_interval_ms)",
+        "page_map": "page_map_bins",
+    }[what]
+    gib = 1 << 30
+    raise ScenarioError(
+        f"{change.split(' ')[0]}: this run needs about {est['total'] / gib:.1f} GiB "
+        f"({what.replace('_', '-')} {est[what] / gib:.1f} GiB), more than the "
+        f"{avail / gib:.1f} GiB this machine has available; lower {change}"
+    )
+
+
+def _positive(value, what: str, lo: float, hi: float) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ScenarioError(f"{what}: a number from {lo:g} to {hi:g}, got {value!r}")
+    v = float(value)
+    if not lo <= v <= hi:
+        raise ScenarioError(f"{what}: a number from {lo:g} to {hi:g}, got {value!r}")
+    return v
+
 
 def simulate(
     scenario: Scenario,
@@ -297,6 +399,7 @@ def simulate(
     page_map_bins: int = 0,
     step_ms: float = 1.0,
     progress: bool = False,
+    cancel=None,
 ):
     """Simulate one pre-copy migration of ``scenario``.
 
@@ -318,11 +421,23 @@ def simulate(
         Step in which guest and migration thread alternate (the race's time resolution).
     progress : bool
         Show a tqdm progress bar over simulated time.
+    cancel : threading.Event, optional
+        Checked between chunks of the run (each about 0.1 s of wall time): once it is set the
+        run stops with :class:`~fphint_kernels.errors.SimulationCancelled`.  A
+        ``KeyboardInterrupt`` (Ctrl-C) stops a run the same way, between chunks.
 
     Returns
     -------
     xarray.Dataset
         Variables of :mod:`fphint_kernels.variables`; scenario and profile in ``attrs``.
+
+    Raises
+    ------
+    ScenarioError
+        A bad argument, or a run that would need more memory than the machine has available
+        (:func:`memory_estimate`; the message names the option to change).
+    InvariantError
+        The run broke an invariant of the model (:func:`invariant_violations`): a bug.
 
     Notes
     -----
@@ -338,34 +453,109 @@ def simulate(
     ('completed', 0)
     """
     if not isinstance(scenario, Scenario):
-        raise ScenarioError("simulate() takes a Scenario")
-    if not (trace_interval_ms > 0 and step_ms > 0):
-        raise ScenarioError("trace_interval_ms and step_ms must be > 0")
-    if isinstance(page_map_bins, bool) or int(page_map_bins) < 0:
-        raise ScenarioError("page_map_bins must be a whole number >= 0")
+        raise ScenarioError(f"simulate() takes a Scenario, got {type(scenario).__name__}")
+    step_ms = _positive(step_ms, "step_ms", 0.01, 100.0)
+    trace_interval_ms = _positive(trace_interval_ms, "trace_interval_ms", step_ms, 3_600_000.0)
+    if isinstance(page_map_bins, (bool, np.bool_)) or not isinstance(
+        page_map_bins, numbers.Integral
+    ):
+        raise ScenarioError(f"page_map_bins: a whole number >= 0, got {page_map_bins!r}")
+    page_map_bins = int(page_map_bins)
+    if not 0 <= page_map_bins <= min(scenario.nr_pages, 65536):
+        raise ScenarioError(
+            f"page_map_bins: from 0 to {min(scenario.nr_pages, 65536)}, got {page_map_bins}"
+        )
+    if profile is not None and not isinstance(profile, HostProfile):
+        raise ScenarioError(f"profile: a HostProfile, got {type(profile).__name__}")
+    if guest is not None and not isinstance(guest, GuestDescription):
+        raise ScenarioError(f"guest: a config.Guest, got {type(guest).__name__}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise ScenarioError("cancel: an object with is_set(), e.g. threading.Event")
+    _check_memory(scenario, trace_interval_ms, page_map_bins)
     profile = profile or scenario.load_profile()
     guest = guest or scenario.load_guest()
     if progress:
         warm_up()  # compile first, so that the bar's estimate is the simulation's alone
     announce_compile()  # one line before the one-off compilation of the kernels
-    rn = _Run(
-        scenario, profile, guest, float(trace_interval_ms), int(page_map_bins), float(step_ms)
-    )
+    rn = _Run(scenario, profile, guest, trace_interval_ms, page_map_bins, step_ms)
+    end = scenario.max_time + 1.0
     if progress:
         from tqdm.auto import tqdm
 
-        chunk = 1000.0
         with tqdm(
             total=round(scenario.max_time / 1000), unit="s", desc="simulated time", leave=False
         ) as bar:
-            t = 0.0
-            while rn.running:
-                t += chunk
-                rn.advance(t)
-                bar.update(1)
+            _advance_in_chunks(rn, end, cancel, bar)
     else:
-        rn.advance(scenario.max_time + 1.0)
-    return _to_dataset(scenario, profile, guest, rn)
+        _advance_in_chunks(rn, end, cancel)
+    ds = _to_dataset(scenario, profile, guest, rn)
+    bad = invariant_violations(ds)
+    if bad:
+        raise InvariantError(f"{scenario}: " + "; ".join(bad))
+    return ds
+
+
+def invariant_violations(ds) -> list[str]:
+    """The invariants of the model a run broke (empty: none); :func:`simulate` checks them
+    on every run and raises :class:`~fphint_kernels.errors.InvariantError` if any fails.
+
+    * the guest's CPU overhead (write faults and hinting) fits in the vCPU time there was:
+      ``guest-overhead-time <= vcpus * total-time``;
+    * rounds and syncs agree: setup syncs once and every round ends at a sync, so
+      ``dirty-sync-count`` is ``rounds + 2`` for a completed run (the stop-and-copy's final
+      sync; ``rounds + 1`` when that sync also ended the last pre-copy round) and the number
+      of recorded rounds plus one otherwise; every recorded round is in the Dataset
+      (``round`` has ``rounds + 1`` entries for a completed run);
+    * pages sent are the sum of the rounds' pages (at least that sum when the run stopped
+      inside a round), bytes at least 4 KiB a normal page, and a completed run sent or
+      skipped every page;
+    * pending pages never negative, held pages never more than the guest has; no hints
+      without hinting.
+    """
+    bad = []
+
+    def val(name):
+        return ds[name].values.item()
+
+    status = str(ds["status"].values)
+    total = val("total-time")
+    vcpus = int(ds.attrs["scenario_vcpus"])
+    over = val("guest-overhead-time")
+    if total == total and over > vcpus * total * (1 + 1e-9) + 1e-6:
+        bad.append(
+            f"guest-overhead-time {over:.3f} ms exceeds vcpus x total-time "
+            f"({vcpus} x {total:.3f} ms)"
+        )
+    nr = int(ds.sizes.get("round", 0))
+    rounds, syncs = int(val("rounds")), int(val("dirty-sync-count"))
+    if status == "completed":
+        if nr != rounds + 1:
+            bad.append(f"{nr} rounds recorded for {rounds} pre-copy rounds and a stop-and-copy")
+        # the final sync ends the last pre-copy round (after the VM stopped) when no other
+        # sync came before the stop; then it is not a sync of its own
+        stop = total - val("downtime")
+        ends = ds["round-end"].values
+        apart = 0 if rounds >= 1 and ends[rounds - 1] > stop + 1e-9 * max(1.0, stop) else 1
+        if syncs != rounds + 1 + apart:
+            bad.append(f"dirty-sync-count {syncs} != rounds {rounds} + {1 + apart}")
+    elif syncs and syncs != nr + 1:
+        bad.append(f"dirty-sync-count {syncs} != rounds recorded {nr} + 1")
+    sent = int(val("ram-duplicate")) + int(val("ram-normal"))
+    in_rounds = int((ds["round-duplicate"] + ds["round-normal"]).sum()) if nr else 0
+    if sent < in_rounds or (status == "completed" and sent != in_rounds):
+        bad.append(f"pages sent ({sent}) differ from the sum over rounds ({in_rounds})")
+    if int(val("ram-transferred")) < PAGE_SIZE * int(val("ram-normal")):
+        bad.append("ram-transferred below 4 KiB per normal page")
+    if status == "completed" and sent + int(val("skipped-pages")) < int(val("nr-pages")):
+        bad.append("a completed run neither sent nor skipped some pages")
+    if ds.sizes.get("time", 0):
+        if float(ds["pending"].min()) < 0:
+            bad.append("pending pages below 0")
+        if float(ds["held-pages"].max()) > int(val("nr-pages")):
+            bad.append("more pages held than the guest has")
+    if not int(ds.attrs["scenario_hint"]) and int(val("hinted-pages")):
+        bad.append("hinted pages without hinting")
+    return bad
 
 
 def mark_regions(pages, regions, shift: int) -> None:

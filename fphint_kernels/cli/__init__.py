@@ -167,16 +167,39 @@ def _enable_kernel_cache() -> None:
         enable_cache()
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM stops a command the way Ctrl-C does (exit 130, nothing half-written); only in
+    the main thread, where Python handles signals."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv=None) -> int:
-    """Run ``fphint`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    _enable_kernel_cache()
-    parser = build_parser()
-    argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
+    """Run ``fphint`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Exit codes: 0 done, 2 bad input (one line on stderr), 130 interrupted (SIGINT or SIGTERM:
+    the run stops within about a second and no output file is left half-written).
+    """
+    args = None
     try:
+        _enable_kernel_cache()
+        parser = build_parser()
+        argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
+        _sigterm_as_interrupt()
         return int(args.func(args) or 0)
     except FphintError as exc:
-        sys.stderr.write(f"fphint {args.command}: error: {exc}\n")
+        name = f"fphint {args.command}" if args is not None else "fphint"
+        line = (str(exc).splitlines() or [repr(exc)])[0]
+        sys.stderr.write(f"{name}: error: {line}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("fphint: interrupted\n")

@@ -13,7 +13,7 @@ import sys
 
 from ..errors import FphintError
 from ..units import parse_on_off, size_unit
-from ._output import say
+from ._output import check_output_file, say
 
 #: Options whose value may look like a flag (``--memory -1G``): glued as ``--memory=-1G`` so
 #: that the value reaches validation and gets a proper message.
@@ -174,19 +174,25 @@ def scenario_from_args(args):
     from ..config import Scenario
 
     opts = {}
-    for key, attr in (
-        ("fill", "fill"),
-        ("dirty_bytes", "dirty_bytes"),
-        ("dirty_interval_ms", "dirty_interval"),
-        ("intensity", "intensity"),
+    for key, attr, only in (
+        ("fill", "fill", "fill-free"),
+        ("dirty_bytes", "dirty_bytes", "dirty-loop"),
+        ("dirty_interval_ms", "dirty_interval", "dirty-loop"),
+        ("intensity", "intensity", None),
     ):
         v = getattr(args, attr, None)
         if v is not None:
+            if only and args.workload != only:
+                option = "--" + attr.replace("_", "-")
+                raise FphintError(
+                    f"{option}: applies to --workload {only} only, not {args.workload} "
+                    f"(--workload-param {key}=... adds it to any workload)"
+                )
             opts[key] = v
     for kv in args.workload_param:
-        if "=" not in kv:
-            raise FphintError(f"--workload-param: expected KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
+        k, eq, v = kv.partition("=")
+        if not eq or not k.strip():
+            raise FphintError(f"--workload-param: expected KEY=VALUE, got {kv[:40]!r}")
         opts[k.strip().replace("-", "_")] = v.strip()
     return Scenario(
         memory=args.memory,
@@ -328,10 +334,14 @@ def _cmd_simulate(args) -> int:
     from ..io import save_dataset
     from ..simulate import simulate, summary
 
+    if args.compact and not args.json:
+        raise FphintError("--compact: only with --json (it prints the JSON object on one line)")
+    if args.out is not None:
+        check_output_file(args.out)
     scenario = scenario_from_args(args)
     announce_compile(write=say)
     ds = simulate(scenario)
-    if args.out:
+    if args.out is not None:
         save_dataset(ds, args.out)
     s = summary(ds)
     if args.json:

@@ -122,8 +122,35 @@ def guest_end_pass(st, prm, g, hc, now):
         now + prm["hint_latency_ms"],
     )
     if prm["release"] == REL_AFTER_PASS:
-        while st["held_n"] > 0:
-            release_held_block(st, prm, g)
+        if prm["poison"] == 0:
+            while st["held_n"] > 0:
+                release_held_block(st, prm, g)
+        else:
+            # freeing a block poisons its pages: vCPU time the worker spends from its next
+            # step on (guest_release_step), not all at once
+            st["releasing"] = 1
+
+
+@jit
+def guest_release_step(st, prm, g):
+    """The worker frees the blocks of its last pass (after-pass release with page poisoning),
+    as far as its time allows: each block costs the poisoning of its pages and the write
+    faults that takes while dirty logging is on.  True while blocks are left to free."""
+    while st["releasing"] and st["hint_budget"] >= 0.0:
+        if st["held_n"] == 0:
+            st["releasing"] = 0
+            break
+        faults = st["write_faults"]
+        release_held_block(st, prm, g)
+        cost = HINT_PAGES * prm["zero_fill_ns"]
+        cost += (st["write_faults"] - faults) * prm["write_fault_ms"] * 1e6
+        st["hint_budget"] -= cost
+        st["zero_cpu_ns"] += HINT_PAGES * prm["zero_fill_ns"]
+        st["cpu_vcpu"] += cost / 1e6
+        st["busy_vcpu"] += cost / 1e6 / st["share"]
+    if st["releasing"] and st["held_n"] == 0:
+        st["releasing"] = 0
+    return st["releasing"] != 0
 
 
 @jit
@@ -193,11 +220,20 @@ def guest_hint_step(st, prm, g, hc, h, now, dt):
             )
             st["guest_reporting"] = 1
             st["hint_low_pfn"] = st["n"]
-            st["hint_budget"] = 0.0
-    if st["guest_reporting"] == 0:
+            st["hint_budget"] = min(0.0, st["hint_budget"])  # time it still owes
+    if st["guest_reporting"] == 0 and st["releasing"] == 0 and st["hint_budget"] >= 0.0:
         return
     share = st["share"]
-    st["hint_budget"] += dt * 1e6 * (1.0 - st["throttle"]) * share
+    # the worker runs on one vCPU; with a single vCPU it has what the dirty loop left of it
+    avail = dt
+    if prm["vcpus"] <= 1:
+        avail = max(0.0, dt - st["dl_used"] / (1.0 - st["throttle"]) / share)
+    st["hint_budget"] += avail * 1e6 * (1.0 - st["throttle"]) * share
+    if st["releasing"] and guest_release_step(st, prm, g):
+        return
+    if st["guest_reporting"] == 0:
+        st["hint_budget"] = min(0.0, st["hint_budget"])
+        return
     cost0 = prm["hint_block_ns"]
     if prm["init_on_alloc"]:
         cost0 += HINT_PAGES * prm["zero_fill_ns"]
@@ -211,8 +247,13 @@ def guest_hint_step(st, prm, g, hc, h, now, dt):
             return
         pfn = buddy_alloc(st, g, np.int64(HINT_ORDER))
         cost = cost0
+        fault_ns = 0.0
         if prm["init_on_alloc"]:
+            faults = st["write_faults"]
             block_write(st, g, pfn, np.int64(HINT_ORDER), np.int64(1))
+            # zeroing a block dirty logging write-protected takes a write fault per page:
+            # vCPU time of the worker too (counted in write_faults, not in hint_cpu_ns)
+            fault_ns = (st["write_faults"] - faults) * prm["write_fault_ms"] * 1e6
             st["zero_cpu_ns"] += HINT_PAGES * prm["zero_fill_ns"]
             if prm["t_first_touch"] > 0.0:
                 new = first_touch_regions(h, prm["region_shift"], pfn, np.int64(HINT_PAGES))
@@ -224,10 +265,10 @@ def guest_hint_step(st, prm, g, hc, h, now, dt):
         if st["held_pages"] > st["held_max"]:
             st["held_max"] = st["held_pages"]
         q_push(st, hc, np.int64(Q_BLOCK), pfn, st["guest_cmd_active"], now + prm["hint_latency_ms"])
-        st["hint_budget"] -= cost
+        st["hint_budget"] -= cost + fault_ns
         st["hint_cpu_ns"] += cost
-        st["cpu_vcpu"] += cost / 1e6
-        st["busy_vcpu"] += cost / 1e6 / share
+        st["cpu_vcpu"] += (cost + fault_ns) / 1e6
+        st["busy_vcpu"] += (cost + fault_ns) / 1e6 / share
         if pfn < st["hint_low_pfn"]:
             st["hint_low_pfn"] = pfn
 

@@ -53,6 +53,8 @@ LOCK_PER_SLICE = 1  # QEMU 6.1+: across each ram_save_iterate slice (63268c4970)
 # ---- codes ---------------------------------------------------------------------------------
 RUNNING, COMPLETED, NOT_CONVERGED, FAILED = 0, 1, 2, 3
 FAIL_NONE, FAIL_OOM = 0, 1
+#: not a failure of the migration: the run stopped because the round recorder was full
+FAIL_ROUNDS = 2
 # virtio-balloon host status (hw/virtio/virtio-balloon.c, QEMU 4.0)
 S_STOP, S_REQUESTED, S_START, S_DONE = 0, 1, 2, 3
 CMD_ID_STOP, CMD_ID_MIN = 0, 0x80000000
@@ -210,7 +212,8 @@ STATE_DTYPE = np.dtype(
         ("guest_start_at", f8),
         ("guest_start_cmd", i8),
         ("guest_reporting", i8),
-        ("hint_budget", f8),
+        ("hint_budget", f8),  # ns the worker may spend (negative: time it still owes)
+        ("releasing", i8),  # after-pass with poisoning: the worker is freeing its blocks
         ("hint_cpu_ns", f8),
         ("zero_cpu_ns", f8),
         ("hint_low_pfn", i8),
@@ -237,6 +240,7 @@ STATE_DTYPE = np.dtype(
         ("cpu_mig", f8),  # ms of CPU over the run: the migration thread
         ("cpu_dst", f8),  # ... the destination
         ("cpu_vcpu", f8),  # ... the guest's vCPUs on hinting, zeroing and the dirty loop
+        ("dl_used", f8),  # ms of vCPU time the dirty loop used in this step
         ("slices", i8),  # ram_save_iterate slices started
         ("hints_early", i8),  # hinted blocks applied before the first slice
         ("hints_boundary", i8),  # ... at the ends of slices (QEMU 6.1+ lock)

@@ -70,9 +70,11 @@ from .layout import (
     CHECKPOINT_BYTES,
     COMPLETED,
     F_NO_REARM,
+    FAIL_ROUNDS,
     LOCK_PER_SLICE,
     MAX_WAIT,
     NORMAL_RECORD,
+    NOT_CONVERGED,
     PAGE_SIZE,
     RUNNING,
     SLICE_OVERHEAD,
@@ -451,6 +453,13 @@ def sender_run(st, prm, g, hc, rec, h, until):
     window_budget = prm["max_bandwidth"] / 10.0
     while st["sender_time"] < until and st["status"] == RUNNING:
         t = st["sender_time"]
+        if st["n_rounds"] + 3 > rec.rounds.shape[0]:
+            # the round recorder is full (a sync and the stop-and-copy need 3 rows): stop,
+            # reported not-converged with the reason, rather than run on unrecorded
+            st["status"] = NOT_CONVERGED
+            st["failure"] = FAIL_ROUNDS
+            st["end_time"] = t
+            return
         if t >= st["window_start"] + BUFFER_DELAY:  # migration_update_counters
             el = t - st["window_start"]
             st["bandwidth"] = st["window_bytes"] / el

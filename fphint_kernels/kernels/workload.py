@@ -198,6 +198,7 @@ def proc_exit(st, prm, g, wl, j):
 def workload_step(st, prm, g, wl, dt):
     """Advance the guest workload by ``dt`` ms of its own time (already scaled by throttle,
     testbed speed and intensity)."""
+    st["dl_used"] = 0.0
     if dt <= 0.0:
         return
     rng = wl.rngs[0]
@@ -277,6 +278,7 @@ def dirty_loop_step(st, prm, g, wl, dt):
         st["dl_cursor"] = (st["dl_cursor"] + 1) % st["dl_n"]
     st["cpu_vcpu"] += used
     st["busy_vcpu"] += used / st["share"]
+    st["dl_used"] += used
 
 
 @jit
