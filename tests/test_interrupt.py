@@ -26,7 +26,7 @@ _enable_kernel_cache()
 from fphint_kernels.simulate import warm_up
 warm_up()
 print("ready", flush=True)
-sys.exit(main(sys.argv[1:]))
+sys.exit(main())  # as the fphint command does: the arguments from sys.argv
 """
 
 

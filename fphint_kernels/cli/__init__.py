@@ -189,6 +189,7 @@ def main(argv=None) -> int:
     the run stops within about a second and no output file is left half-written).
     """
     args = None
+    command = argv is None
     try:
         _enable_kernel_cache()
         parser = build_parser()
@@ -203,4 +204,11 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("fphint: interrupted\n")
+        if command:
+            # the command itself: leave now, without the interpreter's teardown (it takes
+            # most of a second with Numba and xarray loaded); outputs are already whole or
+            # absent and the worker threads stopped
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
