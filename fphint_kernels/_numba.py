@@ -67,6 +67,26 @@ def _kernels_stamp(folder: Path = KERNELS) -> str:
     return h.hexdigest()[:16]
 
 
+def _cache_dir(cache_dir: str | None = None) -> str:
+    """The cache folder of this version of the kernels (see :func:`enable_cache`)."""
+    base = (
+        cache_dir
+        or os.environ.get("NUMBA_CACHE_DIR")
+        or str(Path.home() / ".cache" / "fphint" / "numba")
+    )
+    return str(Path(base) / _kernels_stamp())
+
+
+if CACHE:
+    # the dispatchers made with cache=True take their cache folder when they are made:
+    # point Numba at this version's folder first (NUMBA_CACHE_DIR itself would be shared by
+    # every version of the kernels)
+    from numba.core import config as _config
+
+    if not _config.DISABLE_JIT:
+        _config.CACHE_DIR = _cache_dir()
+
+
 def enable_cache(cache_dir: str | None = None) -> bool:
     """Cache compiled kernels on disk from now on (used by the ``fphint`` command, where a cold
     compile of tens of seconds per invocation would make the tool unusable).
@@ -79,12 +99,7 @@ def enable_cache(cache_dir: str | None = None) -> bool:
 
     if config.DISABLE_JIT:
         return False
-    base = (
-        cache_dir
-        or os.environ.get("NUMBA_CACHE_DIR")
-        or str(Path.home() / ".cache" / "fphint" / "numba")
-    )
-    config.CACHE_DIR = str(Path(base) / _kernels_stamp())
+    config.CACHE_DIR = _cache_dir(cache_dir)
     for d in DISPATCHERS:
         if getattr(d, "_cache", None) is None or type(d._cache).__name__ == "NullCache":
             d.enable_caching()
