@@ -32,6 +32,7 @@ def late_dirty_log(seed: int, fault: bool = True):
         },
         guest="busybox-tcg",
         max_bandwidth="100G",
+        downtime_limit="1s",
         hint=bool(r.integers(2)),
         vcpus=int(r.choice([1, 2, 4])),
         profile=str(r.choice(["v36", "v37"])),
