@@ -379,3 +379,44 @@ def test_simulate_with_the_harness_guest_is_what_compare_simulates(run, capsys):
     got = json.loads(capsys.readouterr().out)
     assert got == json.loads(json.dumps(want))
     assert got["scenario"]["guest"] == "busybox-tcg"
+
+
+def test_quick_fit_measures_five_runs_and_writes_a_machine_profile(
+    stand_in_engine, tmp_path, monkeypatch
+):
+    """`fphint qemu fit --quick` with a stand-in host and stand-in migrations: five short runs
+    of QUICK_RUNS are measured, saved and fitted; the profile is named for the machine."""
+    monkeypatch.setattr(hostbench, "run_all", lambda quick=False: {
+        "link_bytes_per_s": 2e9, "host_cpus": 2.0, "cpu_model": "test",
+    })  # fmt: skip
+    seen = []
+
+    def migrate(cfg):
+        seen.append(cfg)
+        total = 300.0 * cfg.memory / (1 << 30) * (0.5 if cfg.hint else 1.0)
+        final = {
+            "status": "completed", "total-time": total, "downtime": 30, "setup-time": 2,
+            "ram": {"transferred": 20_000 * 4104, "duplicate": 200_000, "normal": 20_000,
+                    "normal-bytes": 20_000 * PAGE, "dirty-sync-count": 3},
+        }  # fmt: skip
+        res = _result(final, [(0.0, MIGRATE_REPLIES[0]), (total, final)])
+        res.config = cfg
+        return res
+
+    log = io.StringIO()
+    doc = compare.quick_fit(tmp_path / "runs", out_dir=tmp_path / "profiles", stream=log,
+                            migrate=migrate)  # fmt: skip
+    assert len(seen) == len(compare.QUICK_RUNS) == 5
+    assert all(cfg.max_time_s == 60 for cfg in seen)
+    files = sorted(p.name for p in (tmp_path / "runs").glob("*.nc"))
+    assert len(files) == 5 and "4G-idle-nohint-ioa0-dl400-smp1-r0.nc" in files
+    name = compare.machine_profile_name("tcg")
+    assert doc["name"] == name and name.startswith("host-") and name.endswith("-tcg")
+    assert (tmp_path / "profiles" / f"{name}.json").exists()
+    assert len(doc["fit_runs"]) == 5 and doc["params"]["link_bytes_per_s"] == 2e9
+    assert "done in" in log.getvalue()
+
+
+def test_cli_fit_quick_refuses_fit_runs(capsys):
+    assert main(["qemu", "fit", "--quick", "--fit-run", "x-r0"]) == 2
+    assert "--fit-run: not with --quick" in capsys.readouterr().err
