@@ -125,6 +125,21 @@ for name in BAD_FILES:
     _add("profile", SIM, "--profile", "{d}/" + name)
 for name in ("truncated.json", "list.json", "null.json", "empty.json", "params-list.json"):
     _add("workload", SIM, "--workload", "{d}/" + name)
+for v in ("nope", "", "x" * 300, "../guests/testbed-2018"):
+    _add("guest", SIM, "--guest", v)
+for name in GUEST_BAD:
+    _add("guest", SIM, "--guest", "{d}/" + name)
+for kv, name in (
+    ("hint_block_us", "guest-param"),
+    ("=3", "guest-param"),
+    ("warp=1", "warp"),
+    ("hint_block_us=slow", "hint_block_us"),
+    ("base_used=1e300E", "base_used"),
+    ("write_fault_ns=nan", "write_fault_ns"),
+    ("alloc_low_first=2", "alloc_low_first"),
+    ("memmap_bytes_per_page=1e9", "memmap_bytes_per_page"),
+):
+    _add(name, SIM, "--guest-param", kv)
 for kv, name in (
     ("jobs", "workload-param"),
     ("=3", "workload-param"),
