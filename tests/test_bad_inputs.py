@@ -182,6 +182,8 @@ for v in ("0", "-1", "5000", "x"):
 _add("out", "reproduce", "--out", "{d}/a-file")
 _add("out", "reproduce", "--out", "{d}/a-file/sub")
 _add("out", "reproduce", "--out", "")
+_add("out-dir", "calibrate", "--out-dir", "{d}/a-file")
+_add("out", "sweep", str(ROOT / "data" / "sweeps" / "example.yaml"), "--out", "{d}/a-file/x.nc")
 _add("profile", "reproduce", "--profile", "nope")
 _add("profile", "reproduce", "--profile", "x" * 300)
 
@@ -395,7 +397,14 @@ def test_numpy_scalars_are_accepted():
         workload_options={"intensity": np.float64(1.0)},
     )
     assert sc.vcpus == 2 and type(sc.vcpus) is int and sc.hint is True and sc.seed == 5
-    assert sc == fk.Scenario(memory="256M", max_bandwidth="1G", hint=True, vcpus=2, seed=5)
+    assert sc == fk.Scenario(
+        memory="256M",
+        max_bandwidth="1G",
+        hint=True,
+        vcpus=2,
+        seed=5,
+        workload_options={"intensity": 1.0},
+    )
     assert fk.Scenario(faults="late-dirty-log").faults == frozenset({"late-dirty-log"})
     ds = fk.simulate(sc, step_ms=np.float64(1.0), page_map_bins=np.int64(4))
     assert str(ds["status"].values) == "completed"

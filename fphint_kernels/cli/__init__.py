@@ -167,19 +167,20 @@ def _enable_kernel_cache() -> None:
         enable_cache()
 
 
-def _sigterm_as_interrupt() -> None:
+def _sigterm_as_interrupt():
     """SIGTERM stops a command the way Ctrl-C does (exit 130, nothing half-written); only in
-    the main thread, where Python handles signals."""
+    the main thread, where Python handles signals.  Returns the handler it replaced (None
+    outside the main thread)."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return
+        return None
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def main(argv=None) -> int:
@@ -195,8 +196,14 @@ def main(argv=None) -> int:
         parser = build_parser()
         argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
         args = parser.parse_args(argv)
-        _sigterm_as_interrupt()
-        return int(args.func(args) or 0)
+        previous = _sigterm_as_interrupt()
+        try:
+            return int(args.func(args) or 0)
+        finally:
+            if previous is not None:  # main() called from Python: leave its handler as it was
+                import signal
+
+                signal.signal(signal.SIGTERM, previous)
     except FphintError as exc:
         name = f"fphint {args.command}" if args is not None else "fphint"
         line = (str(exc).splitlines() or [repr(exc)])[0]

@@ -8,7 +8,7 @@ import sys
 from ..calibrate import DEFAULT_FREE
 from ..errors import FphintError
 from ..fitting import BOUNDS, METHODS
-from ._output import say
+from ._output import check_output_dir, say
 
 #: where ``fphint calibrate`` writes unless told otherwise (the shipped profiles stay as they are)
 DEFAULT_OUT = "results/calibration"
@@ -35,6 +35,7 @@ def _cmd_calibrate(args) -> int:
         if args.out_dir is None:
             args.out_dir = DEFAULT_OUT
         guest_dir = f"{args.out_dir}/guests"
+    check_output_dir(args.out_dir, "--out-dir")
     free = tuple(s.strip() for s in args.free.split(",") if s.strip())
     for k in free:
         if k not in BOUNDS:
