@@ -155,6 +155,7 @@ def copy_kernel(rn):
         wl=L.Workload(*(a.copy() for a in rn.workload)),
         hc=L.HintChannel(*(a.copy() for a in rn.hints)),
         rec=L.Recorders(*(a.copy() for a in rn.rec)),
+        h=L.Host(*(a.copy() for a in rn.host)),
     )
 
 
@@ -198,6 +199,12 @@ def kernel_snapshot(k):
         {name: float(v) for name, v in zip(L.ROUND_COLUMNS, row, strict=True)}
         for row in k.rec.rounds[: int(s["n_rounds"])]
     ]
+    h = k.h
+    ring = h.ck_bytes.shape[0]
+    checkpoints = []
+    for i in range(int(s["ck_count"])):
+        j = (int(s["ck_head"]) + i) % ring
+        checkpoints.append((int(h.ck_bytes[j]), float(h.ck_time[j])))
     out = {name: s[name].item() for name in SCALARS}
     out.update({name: bool(s[name]) for name in FLAGS})
     out.update(
@@ -224,6 +231,15 @@ def kernel_snapshot(k):
             "queue": queue,
             "stale": hc.stale[: int(s["stale_n"])].tolist(),
             "rounds": rounds,
+            "busy": {
+                "migration": float(s["busy_mig"]),
+                "vcpus": float(s["busy_vcpu"]),
+                "iothread": float(s["busy_io"]),
+            },
+            "dst_touched": set(np.flatnonzero(bits(h.dst_touched, h.dst_touched.size * 64))),
+            "src_touched": set(np.flatnonzero(bits(h.src_touched, h.src_touched.size * 64))),
+            "checkpoints": checkpoints,
+            "host_rng": h.rng.tolist(),
         }
     )
     return out
@@ -236,7 +252,8 @@ SCALARS = (
     "round_start dup normal bytes hinted skipped throttle ac_cnt period_start period_dirty "
     "period_bytes nr_free_pages wmark_min wmark_low wmark_high write_faults zero_cpu_ns "
     "held_pages held_max pc_acc dl_cursor dl_acc host_cmd guest_start_at guest_start_cmd "
-    "guest_cmd_active hint_budget hint_cpu_ns"
+    "guest_cmd_active hint_budget hint_cpu_ns slices dst_clock ck_next share cpu_mig cpu_dst "
+    "cpu_vcpu hints_early hints_boundary boundary_drains img_start img_pages"
 ).split()
 FLAGS = ("vm_running", "logging", "setup_done", "in_slice", "guest_reporting")
 
@@ -271,6 +288,11 @@ def naive_snapshot(m):
             "queue": [(kind, pfn, cmd, ready) for kind, pfn, cmd, ready in m.queue],
             "stale": list(m.stale),
             "rounds": [{k: float(v) for k, v in r.items()} for r in m.rounds],
+            "busy": dict(m.busy),
+            "dst_touched": set(m.dst_touched),
+            "src_touched": set(m.src_touched),
+            "checkpoints": list(m.checkpoints),
+            "host_rng": m.host_rng.state(),
         }
     )
     return out
@@ -302,7 +324,7 @@ def test_workload_step(point, dt):
 def test_guest_hint_step(point, ahead, dt):
     k, ref = start(point)
     now = ref.now + ahead
-    guest_hint_step(k.st, k.prm, k.g, k.hc, now, dt)
+    guest_hint_step(k.st, k.prm, k.g, k.hc, k.h, now, dt)
     ref.guest_hint_step(now, dt)
     assert_same(k, ref)
 
@@ -327,7 +349,7 @@ def test_host_hint_step(point, ahead):
 def test_send_pages(point, ahead, budget, check_slice):
     k, ref = start(point)
     until = ref.sender_time + ahead
-    reason = send_pages(k.st, k.prm, k.g, until, float(budget), np.int64(check_slice))
+    reason = send_pages(k.st, k.prm, k.g, k.h, until, float(budget), np.int64(check_slice))
     assert REASON[int(reason)] == ref.send_pages(until, float(budget), check_slice)
     assert_same(k, ref)
 
@@ -336,7 +358,7 @@ def test_send_pages(point, ahead, budget, check_slice):
 @given(POINT, st.booleans())
 def test_sync_point(point, last):
     k, ref = start(point)
-    sync_point(k.st, k.prm, k.g, k.hc, k.rec, np.int64(last))
+    sync_point(k.st, k.prm, k.g, k.hc, k.rec, k.h, np.int64(last))
     ref.sync_point(last)
     assert_same(k, ref)
 
@@ -347,7 +369,7 @@ def test_sender_run(point, ahead):
     k, ref = start(point)
     assume(ref.setup_done)  # the sender runs from setup's first sync on
     until = ref.sender_time + ahead
-    sender_run(k.st, k.prm, k.g, k.hc, k.rec, until)
+    sender_run(k.st, k.prm, k.g, k.hc, k.rec, k.h, until)
     ref.sender_run(until)
     assert_same(k, ref)
 
@@ -355,7 +377,7 @@ def test_sender_run(point, ahead):
 @pytest.mark.parametrize("point", [p for p in POINTS if p[1] > 0], ids=str)
 def test_migration_completion(point):
     k, ref = start(point)
-    migration_completion(k.st, k.prm, k.g, k.hc, k.rec)
+    migration_completion(k.st, k.prm, k.g, k.hc, k.rec, k.h)
     ref.migration_completion()
     assert_same(k, ref)
 
