@@ -373,6 +373,7 @@ class NaiveMigration:
         self.src_touched = set()  # regions of the source's RAM the guest has written
         self.checkpoints = deque()  # (bytes sent, when the destination had processed them)
         self.ck_next = CHECKPOINT_BYTES
+        self.ck_most = 0  # the most checkpoints kept at once (a statistic)
         # ... its CPUs: the share each busy thread gets, and what they did in this step (ms)
         self.share = 1.0
         self.busy = {"migration": 0.0, "vcpus": 0.0, "iothread": 0.0}
@@ -383,6 +384,8 @@ class NaiveMigration:
         self.hints_early = 0  # applied before the first slice
         self.hints_boundary = 0  # applied at slice ends
         self.boundary_drains = 0  # slice ends at which the iothread emptied its queue
+        self.contended_steps = 0  # steps in which the threads shared the CPUs (a statistic)
+        self.start_delays = []  # from each new command id to the guest's START (a statistic)
         # guest memory
         self.reserved_low = lay["reserved_low"]
         self.low_span = lay["low_span"]
@@ -418,6 +421,7 @@ class NaiveMigration:
         self.dl_pool = []
         self.dl_cursor = 0
         self.dl_acc = 0.0
+        self.dl_dropped = 0  # writes the dirty loop had no vCPU time for (a statistic)
         self.jobs = [
             {"age": 0.0, "life": 0.0, "target": 0, "blocks": [], "acc": 0.0}
             for _ in range(p["jobs"])
@@ -666,6 +670,7 @@ class NaiveMigration:
                     cost = p["write_fault_ms"]
                 if i > 0 and used + cost > vcpu_ms:
                     self.dl_acc = 0.0  # the loop falls behind
+                    self.dl_dropped += writes - i
                     break
                 used += cost
                 self.page_write(page)
@@ -703,6 +708,7 @@ class NaiveMigration:
         if self.p["hint_start_jitter_ms"] > 0.0:
             delay += self.host_rng.exponential(self.p["hint_start_jitter_ms"])
         self.guest_start_at = t + delay
+        self.start_delays.append(delay)
         self.guest_start_cmd = self.host_cmd
 
     def guest_end_pass(self, now):
@@ -932,6 +938,7 @@ class NaiveMigration:
         if self.bytes >= self.ck_next:
             self.checkpoints.append((self.bytes, self.dst_clock))
             self.ck_next = self.bytes + CHECKPOINT_BYTES
+            self.ck_most = max(self.ck_most, len(self.checkpoints))
 
     def dst_done_at(self, nbytes):
         """When the destination has processed the first ``nbytes`` of the stream: the time of
@@ -1120,6 +1127,8 @@ class NaiveMigration:
             if self.setup_done:
                 self.sender_run(step_end)
             self.share = self.cpu_share(now, dt)
+            if self.share < 1.0:
+                self.contended_steps += 1
             self.now = step_end
             if self.status != "running":
                 break
@@ -1218,6 +1227,11 @@ class NaiveMigration:
             "cpu-vcpus": self.cpu_vcpu,
             "hints-before-first-slice": self.hints_early,
             "slice-end-drains": self.boundary_drains,
+            # statistics of the naive run only
+            "dirty-loop-writes-dropped": self.dl_dropped,
+            "contended-steps": self.contended_steps,
+            "start-delays": list(self.start_delays),
+            "checkpoints-kept-max": self.ck_most,
         }
         for name in ROUND_NAMES:
             out[name] = [row[name] for row in rounds]

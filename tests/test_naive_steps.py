@@ -49,6 +49,10 @@ SMALL_BUILD = {
 }
 V36 = fk.HostProfile.load("v36")
 SLOW_HINT = V36.with_params(hint_host_latency_ms=2.0)
+#: the 2-core TCG host, with a stream a small guest fills (256 KiB)
+TCG = fk.HostProfile.load("this-host-tcg").with_params(stream_buffer_bytes=262144)
+#: the harness's guest, its boot's memory shrunk to fit
+TCG_GUEST = {"low_span": "8M", "low_used": "2M", "kaslr_image": "4M"}
 # a slow hint worker in the guest
 SLOW_GUEST = {"hint_block_us": 400}
 
@@ -122,6 +126,48 @@ CASES = {
         ),
         None,
         (8.0, 9.5, 60.0),
+    ),
+    # the harness's guest on the TCG host: the destination, the stream, contention, the
+    # per-slice lock (a hint waits in the queue at 24 ms), first touches of the source's RAM
+    "tcg-idle-hint-init-on-alloc": (
+        sc(
+            guest="busybox-tcg",
+            guest_options=TCG_GUEST,
+            workload="idle",
+            workload_options=SMALL,
+            hint=True,
+            init_on_alloc=True,
+            max_bandwidth="1G",
+        ),
+        TCG,
+        (3.0, 24.0, 56.0, 76.0),
+    ),
+    # two compiler jobs share the host's CPUs; slice ends let a few hints through (Poisson)
+    "tcg-build-hint-slice-end-trickle": (
+        sc(
+            guest="busybox-tcg",
+            guest_options=TCG_GUEST,
+            workload="kernel-build",
+            workload_options=SMALL_BUILD,
+            hint=True,
+            max_bandwidth="1G",
+            seed=5,
+        ),
+        TCG.with_params(boundary_hints=1.0, boundary_drain_p=0.3),
+        (2.0, 12.0, 60.0),
+    ),
+    # a slow vCPU's dirty loop falls behind; QEMU 4.0's per-page lock
+    "tcg-dirty-loop-hint-per-page-lock": (
+        sc(
+            guest="busybox-tcg",
+            guest_options={**TCG_GUEST, "store_ns_per_page": 600},
+            workload="dirty-loop",
+            workload_options={**SMALL, "dirty_bytes": "8M", "dirty_interval_ms": 1},
+            hint=True,
+            max_bandwidth="1G",
+        ),
+        TCG.with_params(bitmap_lock=0, bitmap_lock_ns=100),
+        (3.0, 18.0, 36.0, 60.0),
     ),
 }
 POINTS = [(case, t0) for case, (_, _, times) in sorted(CASES.items()) for t0 in times]
@@ -394,3 +440,16 @@ def test_states_are_not_trivial():
     assert any(m.throttle > 0 for m in states.values())
     assert any(m.sync_count > 2 for m in states.values())
     assert all(m.status == "running" for m in states.values())
+    # the TCG host: the destination behind the sender, the stream's checkpoints, threads
+    # sharing the CPUs, a block waiting for QEMU 6.1's lock, QEMU 4.0's lock, the Poisson
+    # slice ends, a dirty loop that fell behind, a kernel image placed by KASLR
+    assert any(m.dst_clock > m.sender_time and m.checkpoints for m in states.values())
+    assert any(m.share < 1.0 for m in states.values())
+    assert any(
+        m.lock_per_slice and m.in_slice and any(e[0] == "block" for e in m.queue)
+        for m in states.values()
+    )
+    assert any(not m.lock_per_slice and m.p["t_lock"] > 0 for m in states.values())
+    assert any(m.p["boundary_hints"] > 0 and m.slices > 1 for m in states.values())
+    assert any(m.dl_dropped > 0 for m in states.values())
+    assert any(m.img_pages > 0 and m.src_touched for m in states.values())
