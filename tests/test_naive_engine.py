@@ -13,6 +13,7 @@ import pytest
 from naive import ROUND_NAMES, NaiveMigration, naive_simulate
 
 import fphint_kernels as fk
+from fphint_kernels.simulate import _Run
 
 V36 = fk.HostProfile.load("v36")
 # a slow hint worker and a slow iothread: blocks are still in the virtqueue at a sync
@@ -446,3 +447,16 @@ def test_tcg_cases_cover_the_host():
     alone = naive_simulate(TCG_CASES[-1][1], TCG.with_params(host_cpus=0), 1.0)
     assert alone["contended-steps"] == 0
     assert build["total-time"] > 1.2 * alone["total-time"]
+
+
+def test_the_engine_keeps_every_stream_checkpoint_it_needs():
+    """The engine keeps the destination's progress (a checkpoint every 64 KiB sent) in a ring
+    sized from the stream; the naive runs keep them in a list: the ring must be large enough
+    for every checkpoint still needed (else the sender waits for a later one)."""
+    for cid, scenario, profile, step_ms, _slow in TCG_CASES:
+        profile = profile or scenario.load_profile()
+        if profile.params["stream_buffer_bytes"] == 0:
+            continue
+        ring = _Run(scenario, profile, scenario.load_guest(), 10.0, 0, step_ms).host.ck_bytes
+        kept = naive_result(cid, scenario, profile, step_ms)["checkpoints-kept-max"]
+        assert 0 < kept <= ring.shape[0], cid
