@@ -57,7 +57,7 @@ class Explorer:
         Initial QEMU max-bandwidth in bytes/s (snapped to the values offered).
     hint : bool
         Which run the numbers, race and page map show (both are always simulated).
-    init_on_alloc, page_poison, hint_release, auto_converge, profile, seed
+    init_on_alloc, page_poison, hint_release, auto_converge, profile, guest, seed
         Initial values of the other :class:`fphint_kernels.Scenario` fields.
     page_map_bins : int
         Address bins of the page map.
@@ -124,6 +124,7 @@ class Explorer:
         hint_release="done",
         auto_converge=False,
         profile="v36",
+        guest="testbed-2018",
         seed=0,
         page_map_bins=256,
         background=True,
@@ -157,6 +158,7 @@ class Explorer:
             hint_release=hint_release,
             auto_converge=auto_converge,
             profile=profile,
+            guest=guest,
             seed=seed,
         )
         for name, widget in self.controls.widgets.items():

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from ..config import HINT_RELEASE, PAGE_POISON, Scenario, available_profiles, available_workloads
+from ..config import (
+    HINT_RELEASE,
+    PAGE_POISON,
+    Scenario,
+    available_guests,
+    available_profiles,
+    available_workloads,
+)
 from ..units import parse_duration_ms, parse_size
 from ._shared import format_ms
 
@@ -77,6 +84,7 @@ class Controls:
         hint_release="done",
         auto_converge=False,
         profile="v36",
+        guest="testbed-2018",
         seed=0,
     ):
         style = {"description_width": "9em"}
@@ -162,6 +170,13 @@ class Controls:
             style=style,
             layout=wide,
         )
+        self.guest = w.Dropdown(
+            options=available_guests(),
+            value=guest,
+            description="guest kind",
+            style=style,
+            layout=wide,
+        )
         self.seed = w.BoundedIntText(
             value=int(seed), min=0, max=2**31 - 1, description="seed", style=style, layout=wide
         )
@@ -177,11 +192,12 @@ class Controls:
             "hint_release": self.hint_release,
             "auto_converge": self.auto_converge,
             "profile": self.profile,
+            "guest": self.guest,
             "seed": self.seed,
         }
         for name, widget in self.widgets.items():
             widget.add_class(f"fphint-{name.replace('_', '-')}")
-        guest = [self.memory, self.workload, self.intensity, self.init_on_alloc]
+        guest = [self.guest, self.memory, self.workload, self.intensity, self.init_on_alloc]
         guest += [self.page_poison, self.hint_release]
         host = [self.profile, self.downtime_limit, self.max_bandwidth, self.auto_converge]
         host += [self.seed]
@@ -220,6 +236,7 @@ class Controls:
             "hint_release": self.hint_release.value,
             "auto_converge": bool(self.auto_converge.value),
             "profile": self.profile.value,
+            "guest": self.guest.value,
             "seed": int(self.seed.value),
         }
 
