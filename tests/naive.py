@@ -8,9 +8,20 @@ each step of :class:`NaiveMigration` (``workload_step``, ``guest_hint_step``, ``
 same name from the same mid-run state (``NaiveMigration.run(until)`` gets there), and
 :func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
 
-Only configuration parsing (``Scenario``, ``HostProfile``, ``simulate.build_params``,
-``simulate.watermarks``) and the seeding of the random streams (``kernels.rng.seed_streams``)
-are taken from the package: everything that moves pages is written again here.
+Only configuration parsing (``Scenario``, ``HostProfile``, the guest description,
+``simulate.build_params``, ``simulate.watermarks``) and the seeding of the random streams
+(``kernels.rng.seed_streams``, and ``simulate.KASLR_STREAM``, the key of the boot's draw of
+where the kernel image goes) are taken from the package: everything that moves pages is written
+again here, from docs/model.md and the kernels' docstrings.
+
+Where the model fixes a detail the documentation leaves open, the naive version does the same,
+and says so: the destination's progress is looked up at 64 KiB checkpoints of the stream (a
+batch waits for the first checkpoint at or after the bytes it needs); the source's RAM counts as
+held by the host where the guest's memory was non-zero when migration started or a hinted block
+was zeroed since (later writes by the workload are not tracked); the demand of the destination
+in a step is the part of the step before its clock; the kernel image's 2 MiB slot is drawn
+among ``(memmap - image - low memory) // 2 MiB`` slots from the first 2 MiB boundary above the
+boot's low memory.
 """
 
 from __future__ import annotations
