@@ -1243,6 +1243,7 @@ class NaiveMigration:
             "contended-steps": self.contended_steps,
             "start-delays": list(self.start_delays),
             "checkpoints-kept-max": self.ck_most,
+            "held-blocks": list(self.held_blocks),
         }
         for name in ROUND_NAMES:
             out[name] = [row[name] for row in rounds]
