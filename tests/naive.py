@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import numpy as np  # the boot's draw of the kernel image's place only (as the package seeds it)
+
 # ============================================================================================
 # Bitmaps (kernels/bitmap.py): a bitmap is a list of bools, one per bit
 # ============================================================================================
@@ -409,8 +411,6 @@ class NaiveMigration:
         self.img_pages = lay["kaslr_image"]
         self.img_start = 0
         if self.img_pages:
-            import numpy as np
-
             slots = max(1, (self.memmap_start - self.img_pages - low_end) // HUGE_PAGE)
             draw = int(np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots))
             first_slot = math.ceil(low_end / HUGE_PAGE) * HUGE_PAGE

@@ -4,7 +4,8 @@ The naive simulation shares no code with the kernels (only the configuration par
 seeding of the random streams), so equal results, to the last page, byte and float bit, mean
 that both implement the same model.  Where the kernels departed from their own documentation
 the naive version follows the documentation; ``REGRESSION_CASES`` are the scenarios that showed
-it.
+it.  ``TCG_CASES`` run the real-QEMU harness's guest on the 2-core TCG host, where the
+destination, the stream, the bitmap lock and CPU contention decide the timing.
 """
 
 import math
