@@ -450,6 +450,8 @@ class NaiveMigration:
         self.guest_cmd_active = 0
         self.guest_reporting = False
         self.hint_budget = 0.0
+        self.releasing = False  # after-pass with poisoning: the worker is freeing its blocks
+        self.dl_used = 0.0
         self.hint_cpu_ns = 0.0
         self.queue = deque()  # (kind, pfn, cmd id, time the iothread may pop it)
         self.stale = []
@@ -630,6 +632,7 @@ class NaiveMigration:
 
     def workload_step(self, dt):
         """The guest's activity over ``dt`` ms of its own (throttled, scaled) time."""
+        self.dl_used = 0.0  # vCPU time (ms) the dirty loop takes in this step
         if dt <= 0.0:
             return
         p = self.p
@@ -688,6 +691,7 @@ class NaiveMigration:
                 self.dl_cursor = (self.dl_cursor + 1) % len(self.dl_pool)
             self.cpu_vcpu += used
             self.busy["vcpus"] += used / self.share
+            self.dl_used = used
 
     # ---- free page hinting -----------------------------------------------------------------
 
@@ -728,8 +732,13 @@ class NaiveMigration:
         self.guest_reporting = False
         self.q_push("stop", -1, 0, now + self.p["hint_latency_ms"])
         if self.release == "after-pass":
-            while self.held_blocks:
-                self.release_held_block()
+            if self.poison == "off":
+                while self.held_blocks:
+                    self.release_held_block()
+            else:
+                # freeing poisons the pages: the worker does it over its next steps, as its
+                # vCPU time allows (guest_hint_step)
+                self.releasing = True
 
     def host_free_page_stop(self):
         self.host_status = S_STOP
@@ -756,10 +765,34 @@ class NaiveMigration:
                 self.guest_cmd_active = self.host_cmd
                 self.q_push("start", -1, self.host_cmd, now + p["hint_latency_ms"])
                 self.guest_reporting = True
-                self.hint_budget = 0.0
-        if not self.guest_reporting:
+                self.hint_budget = min(0.0, self.hint_budget)  # what it still owes
+        releasing = self.releasing
+        if not self.guest_reporting and not releasing and self.hint_budget >= 0.0:
             return
-        self.hint_budget += dt * 1e6 * (1.0 - self.throttle) * self.share
+        # one vCPU; with a single vCPU, what the dirty loop left of it
+        avail = dt
+        if p["vcpus"] <= 1:
+            avail = max(0.0, dt - self.dl_used / (1.0 - self.throttle) / self.share)
+        self.hint_budget += avail * 1e6 * (1.0 - self.throttle) * self.share
+        while releasing and self.hint_budget >= 0.0:
+            if not self.held_blocks:
+                releasing = False
+                break
+            faults = self.write_faults
+            self.release_held_block()  # poisons the block's pages
+            cost = BLOCK * p["zero_fill_ns"] + (self.write_faults - faults) * self.write_fault_ns
+            self.hint_budget -= cost
+            self.zero_cpu_ns += BLOCK * p["zero_fill_ns"]
+            self.cpu_vcpu += cost / 1e6
+            self.busy["vcpus"] += cost / 1e6 / self.share
+        if releasing and not self.held_blocks:
+            releasing = False
+        self.releasing = releasing
+        if releasing:
+            return
+        if not self.guest_reporting:
+            self.hint_budget = min(0.0, self.hint_budget)
+            return
         least = p["hint_block_ns"]  # a block costs at least this much vCPU time (ns)
         if self.init_on_alloc:
             least += BLOCK * p["zero_fill_ns"]
@@ -774,8 +807,12 @@ class NaiveMigration:
                 return
             pfn = self.buddy.alloc(MAX_ORDER)
             cost = least
+            fault_ns = 0.0
             if self.init_on_alloc:
+                faults = self.write_faults
                 self.block_write(pfn, MAX_ORDER, zero=True)
+                # the zeroing's write faults are the worker's vCPU time too
+                fault_ns = (self.write_faults - faults) * self.write_fault_ns
                 self.zero_cpu_ns += BLOCK * p["zero_fill_ns"]
                 if p["t_first_touch"] > 0.0:
                     new = 0
@@ -791,10 +828,10 @@ class NaiveMigration:
             self.held_pages += BLOCK
             self.held_max = max(self.held_max, self.held_pages)
             self.q_push("block", pfn, self.guest_cmd_active, now + p["hint_latency_ms"])
-            self.hint_budget -= cost
+            self.hint_budget -= cost + fault_ns
             self.hint_cpu_ns += cost
-            self.cpu_vcpu += cost / 1e6
-            self.busy["vcpus"] += cost / 1e6 / self.share
+            self.cpu_vcpu += (cost + fault_ns) / 1e6
+            self.busy["vcpus"] += (cost + fault_ns) / 1e6 / self.share
 
     def iothread_pop(self):
         """The iothread handles the head of the virtqueue; True if it applied a hinted block

@@ -11,6 +11,7 @@ destination, the stream, the bitmap lock and CPU contention decide the timing.
 import math
 
 import pytest
+from fault_witnesses import stale_hint_after_sync
 from naive import ROUND_NAMES, NaiveMigration, naive_simulate
 
 import fphint_kernels as fk
@@ -242,21 +243,9 @@ FAULT_CASES = [
         1.0,
         False,
     ),
-    (
-        "stale-hint-after-sync",
-        sc(
-            guest_options=SLOW_GUEST,
-            memory="512M",
-            workload="idle",
-            hint=True,
-            hint_release="after-pass",
-            page_poison="pattern",
-            faults=frozenset({"stale-hint-after-sync"}),
-        ),
-        SLOW_HINT,
-        1.0,
-        False,
-    ),
+    # the witness of docs/model.md: blocks freed after a pass and filled by the page cache
+    # while their hints wait in a slow iothread's queue (tests/fault_witnesses.py)
+    ("stale-hint-after-sync", *stale_hint_after_sync(0), 1.0, False),
 ]
 
 # Scenarios on which the naive reference found the kernels departing from their documentation
@@ -374,7 +363,7 @@ def test_cases_cover_the_model():
     assert results["kernel-build-1G-oom"]["status"] == "failed"
     assert results["kernel-build-1G-oom"]["failure"] == "guest out of memory"
     slow_hint = results["idle-512M-hint-after-pass-pattern-slow-hint-20ms"]
-    assert slow_hint["rounds"] >= 3 and slow_hint["lost-pages"] == 0
+    assert slow_hint["rounds"] >= 2 and slow_hint["lost-pages"] == 0
     init = results["idle-512M-hint-init-on-alloc-step0.5"]
     assert init["zeroing-cpu-time"] > 0 and init["status"] == "completed"
     # touched memory freed with page_poison=zero is zero: sent as duplicates, not normal pages
@@ -441,7 +430,9 @@ def test_tcg_cases_cover_the_host():
     blocks = round(ioa["zeroing-cpu-time"] / (1024 * gp["zero_fill_ns_per_page"] / 1e6))
     touched = (ioa["hint-cpu-time"] - blocks * block_ms) / first_touch
     assert blocks > 0 and touched >= 1 and touched == pytest.approx(round(touched), abs=1e-6)
-    assert ioa["cpu-vcpus"] == pytest.approx(ioa["hint-cpu-time"])
+    # the vCPU also pays for the write faults the zeroing takes (some of the run's faults)
+    fault_ms = ioa["cpu-vcpus"] - ioa["hint-cpu-time"]
+    assert 0 <= fault_ms <= ioa["write-faults"] * gp["write_fault_ns"] / 1e6 + 1e-9
     assert ioa["contended-steps"] > 0
     # the dirty loop on a slow vCPU falls behind (its write budget), and shares the CPUs
     loop = res["tcg-dirty-loop-256M-hint-write-budget"]
