@@ -299,5 +299,12 @@ def test_protocol_is_safe_under_stress():
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(fk.FAULTS))
 def test_fault_is_caught(fault):
-    lost = [int(_stress(fault, seed)["lost-pages"]) for seed in SEEDS]
-    assert max(lost) > 0, f"{fault} went unnoticed: {lost}"
+    """Each fault loses pages in its witness scenarios (tests/fault_witnesses.py, docs/model.md;
+    the stress scenario above need not expose every fault)."""
+    from fault_witnesses import WITNESSES
+
+    lost = []
+    for seed in SEEDS:
+        sc, profile = WITNESSES[fault](seed)
+        lost.append(int(fk.simulate(sc, profile=profile)["lost-pages"]))
+    assert min(lost) > 0, f"{fault} went unnoticed: {lost}"
