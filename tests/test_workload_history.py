@@ -70,6 +70,7 @@ def test_history_is_the_builds_output_over_history_s():
     )
 
 
+@pytest.mark.slow
 def test_old_data_grows_with_the_guest_up_to_the_documented_size():
     # documented: the guest's 64 MiB + 3 s of a -j4 build (4 x 48 MiB every 0.45 s) = ~1.3 GiB
     opts = {"pagecache_initial": "64M", "history_s": 3}
@@ -93,6 +94,7 @@ def test_old_data_grows_with_the_guest_up_to_the_documented_size():
     assert old["6G"] == pytest.approx(old["4G"], rel=0.02)
 
 
+@pytest.mark.slow
 def test_page_cache_is_capped_by_reclaim_in_a_small_guest():
     opts = {"pagecache_initial": "2G", "history_s": 0}
     sc, big = initial_state("4G", **opts)
