@@ -317,12 +317,6 @@ WORKLOAD_PARAMS = {
     "pagecache_initial": ("size", "0", "page cache the workload has read or written"),
     "pagecache_rate": ("size", "0", "new page cache written per second (bytes/s)"),
     "pagecache_order": ("count", 4, "buddy order of one page-cache allocation"),
-    "history_s": (
-        "float",
-        0.0,
-        "seconds the workload ran before migration starts (reference testbed): its page cache "
-        "growth and its processes' freed memory over that time are in the initial state",
-    ),
     "background_dirty_pages_per_s": ("float", 100.0, "pages/s written by kernel and daemons"),
     "background_hot": ("size", "8M", "the region of base memory those writes land in"),
     "jobs": ("count", 0, "concurrent short-lived processes (make -jN compiler jobs)"),
@@ -368,26 +362,6 @@ class Workload:
             sources=MappingProxyType(dict(raw.get("sources", {}))),
             description=raw.get("description", ""),
         )
-
-    def history(self) -> tuple[float, float]:
-        """Bytes the workload wrote before migration started, beyond ``pagecache_initial`` and
-        ``touched_free``: ``(page cache, freed memory)`` over ``history_s`` seconds.
-
-        The page cache grows by ``pagecache_rate`` a second (files written are kept: nothing
-        is reclaimed while free memory is above the low watermark, ``zone_watermark_ok``);
-        the processes free ``jobs x proc_rss_mean`` every ``proc_lifetime_ms``, with their
-        data still in it, and the next processes take fresh memory (``__free_one_page`` puts
-        a freed block whose buddy is free at the tail of its free list, allocations take the
-        head).  Both are what the workload asks for: the guest's memory caps them when the
-        initial state is built (page cache through reclaim, freed memory at the high
-        watermark, :func:`~fphint_kernels.kernels.workload.workload_init`).
-        """
-        p = self.params
-        t = p["history_s"] * p["intensity"]
-        pagecache = t * p["pagecache_rate"]
-        life_s = max(p["proc_lifetime_ms"], 1e-3) / 1e3
-        freed = t * p["jobs"] * p["proc_rss_mean"] / life_s if p["jobs"] else 0.0
-        return pagecache, freed
 
     def min_memory(self, guest: Guest) -> int:
         """Bytes this workload needs in ``guest`` (validation: the guest must be larger)."""
@@ -593,9 +567,7 @@ class Scenario:
         what the workload adds (``reserved_low``, ``low_span``, ``low_used``,
         ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
         g = (guest or self.load_guest()).params
-        wl = self.load_workload()
-        w = wl.params
-        pagecache, freed = wl.history()
+        w = self.load_workload().params
         return {
             "reserved_low": g["reserved_low"],
             "low_span": g["low_span"],
@@ -603,8 +575,8 @@ class Scenario:
             "kaslr_image": g["kaslr_image"],
             "memmap_bytes_per_page": g["memmap_bytes_per_page"],
             "base_used": g["base_used"] + w["base_used"],
-            "pagecache_initial": g["pagecache_initial"] + w["pagecache_initial"] + pagecache,
-            "touched_free": g["touched_free"] + w["touched_free"] + freed,
+            "pagecache_initial": g["pagecache_initial"] + w["pagecache_initial"],
+            "touched_free": g["touched_free"] + w["touched_free"],
         }
 
     def to_attrs(self) -> dict:
