@@ -337,6 +337,21 @@ GUEST_PARAMS = {
 }
 
 
+def _documented_params(table: dict, kind: str, label: str, given: dict, overrides: dict) -> dict:
+    """The parameters of a guest or workload: ``table``'s defaults, then the file's
+    (``given``), then ``overrides``; every name known, every value parsed by its kind."""
+    params = {k: v[1] for k, v in table.items()}
+    params.update(given)
+    params.update(overrides)
+    unknown = sorted(set(params) - set(table))
+    if unknown:
+        raise ScenarioError(
+            f"{kind} {_short(label)}: unknown parameter(s) {_names_text(unknown)} "
+            f"(known: {', '.join(table)})"
+        )
+    return {k: _parse_param(table, kind, k, v) for k, v in params.items()}
+
+
 @dataclass(frozen=True)
 class Guest:
     """A guest: documented parameters from ``data/guests/NAME.json`` (see ``GUEST_PARAMS``)."""
@@ -356,20 +371,14 @@ class Guest:
         if not isinstance(raw, Mapping):
             raise ScenarioError(f"guest: expected a JSON object, got {_short(raw)}")
         label = name or raw.get("name", "custom")
-        params = {k: v[1] for k, v in GUEST_PARAMS.items()}
-        params.update(_options(raw.get("params", {}), f"guest {label!r} params"))
-        params.update(_options(overrides, "guest_options"))
-        unknown = sorted(set(params) - set(GUEST_PARAMS))
-        if unknown:
-            raise ScenarioError(
-                f"guest {_short(label)}: unknown parameter(s) {_names_text(unknown)} "
-                f"(known: {', '.join(GUEST_PARAMS)})"
-            )
+        params = _documented_params(
+            GUEST_PARAMS, "guest", label,
+            _options(raw.get("params", {}), f"guest {label!r} params"),
+            _options(overrides, "guest_options"),
+        )  # fmt: skip
         return cls(
             name=label,
-            params=MappingProxyType(
-                {k: _parse_param(GUEST_PARAMS, "guest", k, v) for k, v in params.items()}
-            ),
+            params=MappingProxyType(params),
             sources=MappingProxyType(_mapping(raw.get("sources", {}))),
             description=str(raw.get("description", "")),
         )
@@ -427,17 +436,10 @@ class Workload:
     @classmethod
     def load(cls, name: str, overrides: dict | None = None) -> Workload:
         raw = _load_json("workloads", name, "workload")
-        params = {k: v[1] for k, v in WORKLOAD_PARAMS.items()}
-        params.update(raw.get("params", {}))
         overrides = _options(overrides, "workload_options")
-        params.update(overrides)
-        unknown = sorted(set(params) - set(WORKLOAD_PARAMS))
-        if unknown:
-            raise ScenarioError(
-                f"workload {_short(name)}: unknown parameter(s) {_names_text(unknown)} "
-                f"(known: {', '.join(WORKLOAD_PARAMS)})"
-            )
-        parsed = {k: _parse_param(WORKLOAD_PARAMS, "workload", k, v) for k, v in params.items()}
+        parsed = _documented_params(
+            WORKLOAD_PARAMS, "workload", name, raw.get("params", {}), overrides
+        )
         _check_applies(name, overrides, parsed)
         return cls(
             name=name,
