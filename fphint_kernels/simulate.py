@@ -650,6 +650,8 @@ def summary(ds) -> dict:
         "lost-pages": checked("lost-pages"),
         "stale-free-pages": checked("stale-free-pages"),
         "guest-overhead-time": num("guest-overhead-time"),
+        "reported-pages": num("reported-pages") if "reported-pages" in ds else 0,
+        "held-pages-at-end": num("held-pages-at-end") if "held-pages-at-end" in ds else 0,
         "failure": str(ds["failure"].values),
         "scenario": {
             "memory": int(ds.attrs["scenario_memory"]),
@@ -657,6 +659,9 @@ def summary(ds) -> dict:
             "downtime-limit": float(ds.attrs["scenario_downtime_limit"]),
             "max-bandwidth": float(ds.attrs["scenario_max_bandwidth"]),
             "hint": bool(ds.attrs["scenario_hint"]),
+            "hinting": str(
+                ds.attrs.get("scenario_hinting", "fph" if ds.attrs["scenario_hint"] else "none")
+            ),
             "init-on-alloc": bool(ds.attrs["scenario_init_on_alloc"]),
             "auto-converge": bool(ds.attrs.get("scenario_auto_converge", 0)),
             "profile": ds.attrs["profile_name"],
