@@ -85,7 +85,7 @@ def run(st, prm, g, wl, hc, rec, h, stop_at):
         step_end = now + dt
         cancelled = st["status"] == CANCELLED
         if not cancelled and now >= prm["cancel_at"]:
-            migration_cancel(st, prm, g, hc, rec, max(now, st["sender_time"]))
+            migration_cancel(st, prm, g, hc, rec, now)
             cancelled = True
         if st["logging"] == 0 and now >= st["log_start_at"] and not cancelled:
             dirty_log_start(st, g)
