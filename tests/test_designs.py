@@ -12,7 +12,13 @@ from fphint_kernels.config import HINTING
 from fphint_kernels.errors import ScenarioError
 from fphint_kernels.kernels import layout as S
 from fphint_kernels.kernels.balloon import reporting_step
-from fphint_kernels.kernels.buddy import buddy_add_range, fl_next, new_buddy
+from fphint_kernels.kernels.buddy import (
+    buddy_add_range,
+    fl_next,
+    free_mask64,
+    new_buddy,
+    page_is_free,
+)
 from fphint_kernels.simulate import _Run
 
 SMALL = dict(memory="512M", max_bandwidth="1G")
@@ -277,3 +283,14 @@ def test_fl_next_walks_a_free_list_both_ways():
     assert fl_next(bd, k, -1, True) == -1
     assert fl_next(bd, k, n >> k, False) == -1
     assert fl_next(bd, 0, 0, False) == -1  # no free order-0 block
+
+
+def test_free_mask64_agrees_with_page_is_free():
+    sc = fk.Scenario(memory="1G", workload="kernel-build", seed=4)
+    rn = _Run(sc, sc.load_profile(), sc.load_guest(), 10.0, 0, 1.0)
+    g, n = rn.guest, rn.n
+    rng = np.random.default_rng(0)
+    for wi in rng.choice(n >> 6, size=400, replace=False):
+        mask = int(free_mask64(g, n, np.int64(wi)))
+        want = sum(1 << b for b in range(64) if page_is_free(g, n, np.int64((wi << 6) + b)))
+        assert mask == want, wi

@@ -161,6 +161,40 @@ def page_is_free(bd, n, p):
 
 
 @jit
+def free_mask64(bd, n, wi):
+    """The pages of bitmap word ``wi`` (pages ``64 * wi`` to ``64 * wi + 63``) that lie inside
+    a free buddy block, as a 64-bit mask: per order, one bit test (order >= 6, a block covers
+    the word) or the word's run of ``64 >> k`` block bits, each spread over its ``2**k`` pages."""
+    freemap = bd.freemap
+    fm_off = bd.fm_off
+    base = wi << 6
+    mask = ZERO
+    for k in range(MAX_ORDER + 1):
+        if k >= 6:
+            idx = base >> k
+            if (idx + 1) << k > n:
+                break
+            w = fm_off[k] + (idx >> 6)
+            if (freemap[w] >> np.uint64(idx & 63)) & ONE:
+                return ALL
+            continue
+        nb = 64 >> k  # blocks of order k in the word, their bits in one freemap word
+        idx = base >> k
+        w = fm_off[k] + (idx >> 6)
+        bits = (freemap[w] >> np.uint64(idx & 63)) & ((ONE << np.uint64(nb)) - ONE)
+        if k == 0:
+            mask = mask | bits
+            continue
+        fill = (ONE << np.uint64(1 << k)) - ONE
+        while bits != ZERO:
+            low = bits & (~bits + ONE)
+            bits = bits ^ low
+            j = popcount64(low - ONE)
+            mask = mask | (fill << np.uint64(j << k))
+    return mask
+
+
+@jit
 def fl_next(bd, k, idx, down):
     """Index of the next free block of order k at or below (``down``) / at or above ``idx``
     in its free bitmap, -1 if none: a walk of the free list that takes nothing."""

@@ -59,7 +59,7 @@ from .balloon import (
     slice_end_hints,
 )
 from .bitmap import ALL, ONE, ZERO, count_and, or_merge, popcount64
-from .buddy import page_is_free
+from .buddy import free_mask64
 from .layout import (
     BM_BMAP,
     BM_DLOG,
@@ -266,6 +266,16 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
         t += t_word
         words += 1
         word = bmap[wi] & (ALL << np.uint64(cursor & 63))
+        if oracle and word != ZERO:
+            # the oracle: pages free at the moment they would be sent are skipped, at no cost
+            fm = free_mask64(g, n, wi) & word
+            if fm != ZERO:
+                c = popcount64(fm)
+                skipped += c
+                pending -= c
+                bmap[wi] = bmap[wi] & ~fm
+                skip[wi] = skip[wi] | fm
+                word = word & ~fm
         if word == ZERO:
             cursor = (wi + 1) << 6
             if cursor >= n:
@@ -274,7 +284,6 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
         nzw = nonzero[wi]
         if (
             word == ALL
-            and not oracle
             and (slice_pages & 63) == 0
             and wbytes + 64 * NORMAL_RECORD <= window_budget
             and t + 65.0 * t_max < until
@@ -315,21 +324,12 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
                 cursor = 0
             continue
         done = ZERO
-        oskip = ZERO
         stop = False
         while word != ZERO:
             low = word & (~word + ONE)
             word = word ^ low
             done = done | low
             p = (wi << 6) + popcount64(low - ONE)
-            if oracle and page_is_free(g, n, p):
-                # the oracle: a page free at the moment it would be sent is skipped, at no cost
-                skip[wi] = skip[wi] | low
-                oskip = oskip | low
-                skipped += 1
-                pending -= 1
-                cursor = p + 1
-                continue
             ver_dst[p] = ver_src[p]
             nz = nzw & low
             if nz:
@@ -365,7 +365,7 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
                 stop = True
                 break
         bmap[wi] = bmap[wi] & ~done
-        sent[wi] = sent[wi] | (done & ~oskip)
+        sent[wi] = sent[wi] | done
         if stop:
             break
         if cursor >= n:
