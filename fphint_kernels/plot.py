@@ -1237,7 +1237,7 @@ def cancellation(runs, fig=None):
         held = ds["held-pages"].values * PAGE_SIZE / div
         ax.plot(t, held, color=color, linewidth=lw, linestyle="--", label=f"{label}: held")
         ct = float(ds["cancel-time"])
-        if np.isfinite(ct):
+        if ct >= 0:
             ax.axvline(ct / 1000.0, color=color, linestyle=":", linewidth=1)
     ax.set_xlabel("time (s)")
     ax.set_ylabel(f"guest memory ({unit})")

@@ -464,7 +464,7 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescriptio
         "hinting": np.array(scenario.hinting),
         "reported-pages": np.int64(s["reported"]),
         "skipped-pages-redirtied": np.int64(s["redirtied"]),
-        "cancel-time": float(s["cancel_time"]) if cancelled else nan,
+        "cancel-time": float(s["cancel_time"]) if cancelled else -1.0,
         "held-pages-at-cancel": np.int64(s["held_at_cancel"]) if cancelled else np.int64(-1),
         "held-pages-at-end": np.int64(s["held_pages"]),
         "zero-pages-at-start": np.int64(rn.zero_at_start),

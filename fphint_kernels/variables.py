@@ -95,7 +95,7 @@ _SPECS = [
         "pages",
         "pages skipped in a round that the next sync found dirty (sent again)",
     ),
-    Spec("cancel-time", (), "f", "ms", "when the migration was cancelled (NaN: it was not)"),
+    Spec("cancel-time", (), "f", "ms", "when the migration was cancelled (-1: it was not)"),
     Spec(
         "held-pages-at-cancel",
         (),
