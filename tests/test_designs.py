@@ -294,3 +294,16 @@ def test_free_mask64_agrees_with_page_is_free():
         mask = int(free_mask64(g, n, np.int64(wi)))
         want = sum(1 << b for b in range(64) if page_is_free(g, n, np.int64((wi << 6) + b)))
         assert mask == want, wi
+
+
+def test_per_page_bitmap_lock_costs_every_design():
+    # QEMU 4.0-6.0 take bitmap_mutex around each page (386a907b37): a cost per page handled,
+    # hinting on or off; the oracle skips free pages without taking it
+    sc = fk.Scenario(**SMALL, seed=3)
+    prof = sc.load_profile().with_params(bitmap_lock=0)
+    costly = prof.with_params(bitmap_lock_ns=2000.0)
+    for h in ("none", "fph", "oracle"):
+        cheap = fk.simulate(sc.replace(hinting=h), profile=prof)
+        dear = fk.simulate(sc.replace(hinting=h), profile=costly)
+        assert val(dear, "cpu-migration-thread") > val(cheap, "cpu-migration-thread"), h
+        assert val(dear, "total-time") >= val(cheap, "total-time"), h

@@ -181,10 +181,10 @@ def free_mask64(bd, n, wi):
         nb = 64 >> k  # blocks of order k in the word, their bits in one freemap word
         idx = base >> k
         w = fm_off[k] + (idx >> 6)
-        bits = (freemap[w] >> np.uint64(idx & 63)) & ((ONE << np.uint64(nb)) - ONE)
-        if k == 0:
-            mask = mask | bits
+        if k == 0:  # one word of order-0 bits, aligned with the page word
+            mask = mask | freemap[w]
             continue
+        bits = (freemap[w] >> np.uint64(idx & 63)) & ((ONE << np.uint64(nb)) - ONE)
         fill = (ONE << np.uint64(1 << k)) - ONE
         while bits != ZERO:
             low = bits & (~bits + ONE)
