@@ -15,6 +15,7 @@ from .config import (
     HostProfile,
     Scenario,
     Workload,
+    available_guests,
     available_profiles,
     available_workloads,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ScenarioError",
     "__version__",
     "Workload",
+    "available_guests",
     "available_profiles",
     "available_workloads",
     "simulate",

@@ -1062,6 +1062,116 @@ def compare(runs, keys=("total-time", "downtime", "ram-transferred"), fig=None):
     return fig
 
 
+#: The trajectories a measured run and its simulation share: simulated name -> (measured
+#: column, unit, title).  The measured columns are the harness's ``query-migrate`` polls.
+TRAJECTORY_PANELS = {
+    "transferred": ("transferred", "bytes", "bytes transferred"),
+    "pending": ("pending", "bytes", "bytes still to send (pending)"),
+    "zero-pages-sent": ("qmp-duplicate", "pages", "zero pages sent"),
+    "normal-pages-sent": ("qmp-normal", "pages", "normal pages sent"),
+}
+
+
+def trajectories(measured, simulated, fig=None, title: str | None = None):
+    """A measured migration's ``query-migrate`` trajectories with the simulated ones on top.
+
+    Parameters
+    ----------
+    measured : xarray.Dataset
+        A run measured by the harness (polls every 50 ms on the ``time`` dim, ms from the
+        ``migrate`` command).
+    simulated : xarray.Dataset or sequence of xarray.Dataset
+        :func:`fphint_kernels.simulate` of the same configuration; several (seeds) are drawn
+        as thin lines.
+    fig : matplotlib.figure.Figure, optional
+    title : str, optional
+        Figure title (default: the run's ``config_key``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    sims = [simulated] if hasattr(simulated, "data_vars") else list(simulated)
+    fig = _figure(fig, figsize=(10, 5.6), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    tm = np.asarray(measured["time"].values, dtype=float)
+    end = max([tm[-1] if len(tm) else 1.0] + [float(x["time"].values[-1]) for x in sims])
+    div_t, unit_t = time_unit(end)
+    for ax, (name, (col, kind, what)) in zip(axes, TRAJECTORY_PANELS.items(), strict=True):
+        m = np.asarray(measured[col].values, dtype=float) if col in measured else np.full(0, 0.0)
+        peak = max([np.nanmax(m) if m.size and np.isfinite(m).any() else 1.0]
+                   + [float(np.nanmax(x[name].values)) for x in sims if name in x])  # fmt: skip
+        if kind == "bytes":
+            div, unit = size_unit(max(peak, 1.0))
+        else:
+            div, unit = (1e3, "thousand pages") if peak >= 2e4 else (1.0, "pages")
+        if m.size:
+            ax.plot(tm / div_t, m / div, "o", ms=3, color="black", label="measured (50 ms polls)")
+        for i, x in enumerate(sims):
+            if name in x:
+                ax.plot(
+                    np.asarray(x["time"].values, dtype=float) / div_t,
+                    np.asarray(x[name].values, dtype=float) / div,
+                    color=HINT_COLOR,
+                    lw=1.6 if i == 0 else 0.7,
+                    alpha=1.0 if i == 0 else 0.5,
+                    label="simulated" if i == 0 else ("other seeds" if i == 1 else None),
+                )
+        ax.set_title(what)
+        ax.set_ylabel(f"{what.split(' (')[0]} ({unit})")
+        ax.set_ylim(bottom=0)
+    for ax in axes[2:]:
+        ax.set_xlabel(f"time since the migrate command ({unit_t})")
+    axes[0].legend(loc="lower right", fontsize="small")
+    fig.suptitle(title or str(measured.attrs.get("config_key", "")))
+    return fig
+
+
+def pair_ratios(ratios, ax=None, tol: float = 0.30):
+    """Ratio hint / legacy of the total time, measured against simulated, one mark per pair.
+
+    Parameters
+    ----------
+    ratios : pandas.DataFrame
+        :func:`fphint_kernels.qemu.compare.pair_ratios`.
+    ax : matplotlib.axes.Axes, optional
+    tol : float
+        Half-width of the grey band (the target: simulated within 30 % of measured).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = _axes(ax)
+    if ratios.empty:
+        raise ValueError("no configuration pair with both hinting and legacy runs")
+    m = ratios["measured_ratio"].to_numpy(float)
+    s = ratios["simulated_ratio"].to_numpy(float)
+    hi = max(1.5, float(np.nanmax(np.r_[m, s])) * 1.15)
+    lo = min(0.05, float(np.nanmin(np.r_[m, s])) * 0.8)
+    x = np.geomspace(lo, hi, 50)
+    ax.fill_between(x, x * (1 - tol), x * (1 + tol), color="0.85",
+                    label=f"target: simulated within {tol:.0%}")  # fmt: skip
+    ax.plot(x, x, color="black", lw=0.8, label="simulated = measured")
+    ax.axhline(1.0, color="0.6", lw=0.6, ls=":")
+    ax.axvline(1.0, color="0.6", lw=0.6, ls=":")
+    ok = ratios["within"].to_numpy(bool)
+    ax.plot(m[ok], s[ok], "o", color=HINT_COLOR, label="pair within target")
+    ax.plot(m[~ok], s[~ok], "X", color=LEGACY_COLOR, ms=8, label="pair outside target")
+    for _, r in ratios[~ratios["within"]].iterrows():
+        ax.annotate(r["pair"], (r["measured_ratio"], r["simulated_ratio"]), fontsize="x-small",
+                    xytext=(4, -10), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured total time, hinting / legacy (ratio)")
+    ax.set_ylabel("simulated total time, hinting / legacy (ratio)")
+    ax.set_title("what hinting does to the migration time (below 1: faster)")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
 def table(runs, keys=("total-time", "downtime", "ram-transferred", "ram-duplicate", "ram-normal")):
     """Scalar results of named runs as a table, one row per run, units in the column names.
 

@@ -665,6 +665,7 @@ def summary(ds) -> dict:
             "init-on-alloc": bool(ds.attrs["scenario_init_on_alloc"]),
             "auto-converge": bool(ds.attrs.get("scenario_auto_converge", 0)),
             "profile": ds.attrs["profile_name"],
+            "guest": ds.attrs.get("scenario_guest", "testbed-2018"),
             "seed": int(ds.attrs["scenario_seed"]),
         },
     }

@@ -68,9 +68,11 @@ def test_controls_snap_and_describe_the_scenario():
     assert hinting.seed == 4 and dict(hinting.workload_options) == {"intensity": 1.0}
     assert set(c.widgets) == {
         "memory", "workload", "intensity", "downtime_limit", "max_bandwidth", "hint",
-        "init_on_alloc", "page_poison", "hint_release", "auto_converge", "profile", "seed",
-        "hinting",
+        "init_on_alloc", "page_poison", "hint_release", "auto_converge", "profile", "guest",
+        "seed", "hinting",
     }  # fmt: skip
+    assert legacy.guest == hinting.guest == "testbed-2018"
+    assert set(c.guest.options) == set(fk.available_guests())
     assert hinting.hinting == "fph" and legacy.hinting == "none"
     c.hinting.value = "report-in-place"
     legacy, other = c.scenarios()

@@ -482,14 +482,14 @@ def test_scenario_for_uses_the_recorded_configuration():
 
     trace = [(10.0 * i, r) for i, r in enumerate(MIGRATE_REPLIES)]
     ds = measurement.to_dataset(_result(MIGRATE_REPLIES[-1], trace), run=1)
-    sc = scenario_for(ds, profile="prior", guest_options={"base_used": "64M", "fill": 0.9}, seed=3)
+    sc = scenario_for(ds, profile="prior", seed=3)
     assert sc.memory == 1 << 30 and sc.workload == "fill-free" and sc.hint and sc.init_on_alloc
     assert sc.downtime_limit == 50 and sc.max_bandwidth == 100 << 30 and sc.vcpus == 1
     assert sc.seed == 3 and sc.profile == "prior"
     opts = dict(sc.workload_options)
-    # what the guest program reports it wrote wins over the nominal 60 % and the guest options
+    # what the guest program reports it wrote wins over the nominal 60 %
     assert opts["fill"] == pytest.approx(603168768 / (1 << 30))
-    assert opts["base_used"] == "64M"
+    assert sc.guest == "busybox-tcg" and dict(sc.guest_options) == {}  # the harness's guest
     assert run_id(ds) == "1G-fill-free-fill60-hint-ioa1-dl50-smp1-r1"
 
 

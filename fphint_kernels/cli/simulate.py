@@ -86,6 +86,7 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
         HINT_RELEASE,
         HINTING,
         PAGE_POISON,
+        available_guests,
         available_profiles,
         available_workloads,
     )
@@ -181,6 +182,19 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--profile", default="v36", help=f"host profile: {', '.join(available_profiles())}"
     )
+    g.add_argument(
+        "--guest",
+        default="testbed-2018",
+        help=f"guest description (data/guests/NAME.json): {', '.join(available_guests())} "
+        "(default: testbed-2018, the thread's guest)",
+    )
+    g.add_argument(
+        "--guest-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any guest parameter (repeatable), e.g. hint_block_us=300",
+    )
     g.add_argument("--seed", type=whole, default=0, help="random seed, a whole number >= 0")
     g.add_argument(
         "--fault",
@@ -218,6 +232,17 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _key_values(option: str, items: list[str]) -> dict:
+    """``KEY=VALUE`` strings of a repeatable option, as a dict (keys with ``_``)."""
+    out = {}
+    for kv in items:
+        if "=" not in kv:
+            raise FphintError(f"{option}: expected KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
 def scenario_from_args(args):
     """The :class:`~fphint_kernels.Scenario` of parsed :func:`add_scenario_arguments` options."""
     from ..config import Scenario
@@ -232,11 +257,8 @@ def scenario_from_args(args):
         v = getattr(args, attr, None)
         if v is not None:
             opts[key] = v
-    for kv in args.workload_param:
-        if "=" not in kv:
-            raise FphintError(f"--workload-param: expected KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        opts[k.strip().replace("-", "_")] = v.strip()
+    opts.update(_key_values("--workload-param", args.workload_param))
+    gopts = _key_values("--guest-param", getattr(args, "guest_param", []))
     hinting = args.hinting
     if args.hint is not None:
         short = "fph" if args.hint else "none"
@@ -263,6 +285,8 @@ def scenario_from_args(args):
         auto_converge=args.auto_converge,
         vcpus=args.vcpus,
         profile=args.profile,
+        guest=getattr(args, "guest", "testbed-2018"),
+        guest_options=gopts,
         seed=args.seed,
         faults=frozenset(args.fault),
         max_time=args.max_time,
@@ -328,10 +352,11 @@ def summary_rows(s: dict) -> list[tuple[str, str, str, str]]:
         *([("scenario.hinting", sc["hinting"], "", "")] if "hinting" in sc else []),
         ("scenario.init-on-alloc", "on" if sc["init-on-alloc"] else "off", "", ""),
         ("scenario.profile", sc["profile"], "", ""),
+        ("scenario.guest", sc.get("guest", "testbed-2018"), "", ""),
         ("scenario.seed", str(sc["seed"]), "", ""),
     ]
     if "auto-converge" in sc:
-        rows.insert(-2, ("scenario.auto-converge", "on" if sc["auto-converge"] else "off", "", ""))
+        rows.insert(-3, ("scenario.auto-converge", "on" if sc["auto-converge"] else "off", "", ""))
     return [
         (k, n, u + "/s" if k == "scenario.max-bandwidth" else u, note) for k, n, u, note in rows
     ]

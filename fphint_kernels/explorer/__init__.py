@@ -60,7 +60,7 @@ class Explorer:
     hinting : str
         The design of the hinting run (``fph``, ``report-in-place``, ``reporting``,
         ``oracle``); the legacy run has none.
-    init_on_alloc, page_poison, hint_release, auto_converge, profile, seed
+    init_on_alloc, page_poison, hint_release, auto_converge, profile, guest, seed
         Initial values of the other :class:`fphint_kernels.Scenario` fields.
     page_map_bins : int
         Address bins of the page map.
@@ -127,6 +127,7 @@ class Explorer:
         hint_release="done",
         auto_converge=False,
         profile="v36",
+        guest="testbed-2018",
         seed=0,
         page_map_bins=256,
         background=True,
@@ -161,6 +162,7 @@ class Explorer:
             hint_release=hint_release,
             auto_converge=auto_converge,
             profile=profile,
+            guest=guest,
             seed=seed,
             hinting=hinting,
         )

@@ -14,6 +14,7 @@ from ..config import (
     HINTING,
     PAGE_POISON,
     Scenario,
+    available_guests,
     available_profiles,
     available_workloads,
 )
@@ -90,6 +91,7 @@ class Controls:
         hint_release="done",
         auto_converge=False,
         profile="v36",
+        guest="testbed-2018",
         seed=0,
         hinting="fph",
     ):
@@ -183,6 +185,13 @@ class Controls:
             style=style,
             layout=wide,
         )
+        self.guest = w.Dropdown(
+            options=available_guests(),
+            value=guest,
+            description="guest kind",
+            style=style,
+            layout=wide,
+        )
         self.seed = w.BoundedIntText(
             value=int(seed), min=0, max=2**31 - 1, description="seed", style=style, layout=wide
         )
@@ -199,11 +208,12 @@ class Controls:
             "hint_release": self.hint_release,
             "auto_converge": self.auto_converge,
             "profile": self.profile,
+            "guest": self.guest,
             "seed": self.seed,
         }
         for name, widget in self.widgets.items():
             widget.add_class(f"fphint-{name.replace('_', '-')}")
-        guest = [self.memory, self.workload, self.intensity, self.init_on_alloc]
+        guest = [self.guest, self.memory, self.workload, self.intensity, self.init_on_alloc]
         guest += [self.page_poison, self.hint_release]
         guest += [self.hinting]
         host = [self.profile, self.downtime_limit, self.max_bandwidth, self.auto_converge]
@@ -243,6 +253,7 @@ class Controls:
             "hint_release": self.hint_release.value,
             "auto_converge": bool(self.auto_converge.value),
             "profile": self.profile.value,
+            "guest": self.guest.value,
             "seed": int(self.seed.value),
         }
 

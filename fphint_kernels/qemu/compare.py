@@ -634,6 +634,113 @@ def fit_host_profile(
     return doc
 
 
+#: The short migrations of ``fphint qemu fit --quick``, one per thing the fit must pin (as
+#: :data:`DEFAULT_FIT_RUNS`, with a 4 GiB instead of an 8 GiB legacy guest and a 1-vCPU dirty
+#: loop, so that the five take about 2 minutes under TCG).
+QUICK_RUNS = (
+    dict(memory="1G", mode="idle", hint="on", init_on_alloc="off", downtime_limit="400ms"),
+    dict(memory="1G", mode="idle", hint="on", init_on_alloc="on", downtime_limit="400ms"),
+    dict(memory="4G", mode="idle", hint="off", init_on_alloc="off", downtime_limit="400ms"),
+    dict(memory="1G", mode="fill-free", fill="60%", hint="off", downtime_limit="400ms"),
+    dict(memory="1G", mode="dirty-loop", dirty_bytes="64M", dirty_interval="100ms", hint="off",
+         downtime_limit="400ms"),
+)  # fmt: skip
+#: Wall-clock budget of ``fphint qemu fit --quick`` (seconds); no new migration starts after
+#: three quarters of it, and the fit's evaluations are capped so the whole stays within it.
+QUICK_BUDGET_S = 300.0
+
+
+def machine_profile_name(accel: str = "tcg") -> str:
+    """A profile name for this machine: ``host-<hostname>-<accel>`` (file-name safe)."""
+    import re
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-").lower() or "machine"
+    return f"host-{host[:40]}-{accel}"
+
+
+def quick_fit(
+    out_runs, *, name: str | None = None, out_dir=None, stream=None, migrate=None, guest=None
+) -> dict:
+    """``fphint qemu fit --quick``: microbenchmarks of this host, at most five short migrations
+    (:data:`QUICK_RUNS`) and the fit of :func:`fit_host_profile` on them, within
+    :data:`QUICK_BUDGET_S`.
+
+    Parameters
+    ----------
+    out_runs : path-like
+        Folder for the measured runs (netCDF, one per migration).
+    name : str, optional
+        Profile name (default :func:`machine_profile_name`).
+    out_dir : path-like, optional
+        Folder of the profile (default ``data/profiles/``).
+    stream : file, optional
+        Progress (default ``sys.stderr``).
+    migrate : callable, optional
+        ``migrate(cfg) -> RunResult`` (default: :func:`~.runner.migrate_once` on the prepared
+        guest; tests pass a stand-in).
+    guest : str
+        Simulator guest of the harness (default :data:`GUEST`).
+
+    Returns
+    -------
+    dict
+        The profile document written (``provenance.quick`` records the runs and the time).
+    """
+    import time
+
+    from ..io import save_dataset
+    from . import hostbench
+    from .measurement import to_dataset
+    from .runconfig import RunConfig
+
+    stream = stream or sys.stderr
+    t0 = time.monotonic()
+    out_runs = Path(out_runs)
+    out_runs.mkdir(parents=True, exist_ok=True)
+    if migrate is None:
+        from .guest import load_guest
+        from .runner import detect_accelerator, migrate_once
+
+        g = load_guest()
+        accel = detect_accelerator(g)
+
+        def migrate(cfg):
+            return migrate_once(cfg, guest=g, accel=accel)
+
+    else:
+        accel = "tcg"
+    name = name or machine_profile_name(accel)
+    bench = hostbench.run_all(quick=True)
+    stream.write(f"fphint qemu fit --quick: host measured in {time.monotonic() - t0:.0f} s\n")
+    measured = []
+    for i, kw in enumerate(QUICK_RUNS, start=1):
+        if measured and time.monotonic() - t0 > 0.75 * QUICK_BUDGET_S:
+            stream.write("fphint qemu fit --quick: time budget reached, fitting on "
+                         f"{len(measured)} runs\n")  # fmt: skip
+            break
+        cfg = RunConfig.from_strings(max_time="60s", settle="1s", **kw)
+        t1 = time.monotonic()
+        res = migrate(cfg)
+        ds = to_dataset(res, run=0, campaign=f"quick-{name}")
+        save_dataset(ds, out_runs / f"{cfg.key()}-r0.nc")
+        stream.write(f"[{i}/{len(QUICK_RUNS)}] {cfg.key()}: {res.status} "
+                     f"({time.monotonic() - t1:.0f} s)\n")  # fmt: skip
+        if str(ds["status"].values) == "completed":
+            measured.append(ds)
+    if not measured:
+        raise FphintError("fphint qemu fit --quick: no migration completed; nothing to fit")
+    left = QUICK_BUDGET_S - (time.monotonic() - t0)
+    per_eval = 1.5 * len(measured)  # seconds, warm kernels, guests of 1-4 GiB
+    evals = int(max(8, min(40, left / per_eval)))
+    doc = fit_host_profile(
+        measured, fit_runs=tuple(run_id(ds) for ds in measured), start=PROFILE, guest=guest or GUEST,
+        bench=bench, out_dir=out_dir, name=name, max_evals=evals, stream=stream,
+    )  # fmt: skip
+    stream.write(f"fphint qemu fit --quick: done in {time.monotonic() - t0:.0f} s\n")
+    return doc
+
+
 # --------------------------------------------------------------------------------------------
 # Guest health and per-configuration summaries
 # --------------------------------------------------------------------------------------------
