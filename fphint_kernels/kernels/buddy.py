@@ -163,27 +163,24 @@ def page_is_free(bd, n, p):
 @jit
 def free_mask64(bd, n, wi):
     """The pages of bitmap word ``wi`` (pages ``64 * wi`` to ``64 * wi + 63``) that lie inside
-    a free buddy block, as a 64-bit mask: per order, one bit test (order >= 6, a block covers
-    the word) or the word's run of ``64 >> k`` block bits, each spread over its ``2**k`` pages."""
+    a free buddy block, as a 64-bit mask: per order, from the highest (most free memory lies in
+    large blocks), one bit test (order >= 6: a block covers the word), then the word's run of
+    ``64 >> k`` block bits, each spread over its ``2**k`` pages."""
     freemap = bd.freemap
     fm_off = bd.fm_off
     base = wi << 6
-    mask = ZERO
-    for k in range(MAX_ORDER + 1):
-        if k >= 6:
-            idx = base >> k
-            if (idx + 1) << k > n:
-                break
-            w = fm_off[k] + (idx >> 6)
-            if (freemap[w] >> np.uint64(idx & 63)) & ONE:
-                return ALL
+    for k in range(MAX_ORDER, 5, -1):
+        idx = base >> k
+        if (idx + 1) << k > n:
             continue
+        w = fm_off[k] + (idx >> 6)
+        if (freemap[w] >> np.uint64(idx & 63)) & ONE:
+            return ALL
+    mask = freemap[fm_off[0] + wi]  # order 0: one bit per page, aligned with the page word
+    for k in range(1, 6):
         nb = 64 >> k  # blocks of order k in the word, their bits in one freemap word
         idx = base >> k
         w = fm_off[k] + (idx >> 6)
-        if k == 0:  # one word of order-0 bits, aligned with the page word
-            mask = mask | freemap[w]
-            continue
         bits = (freemap[w] >> np.uint64(idx & 63)) & ((ONE << np.uint64(nb)) - ONE)
         fill = (ONE << np.uint64(1 << k)) - ONE
         while bits != ZERO:
