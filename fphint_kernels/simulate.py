@@ -265,7 +265,10 @@ class _Run:
             stale=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
         )
         regions = (n >> int(prm["region_shift"])) + 1
-        k = 4
+        # the ring of stream checkpoints: the live ones span at most the stream and the bytes
+        # sent since the last wait for room (one batch of 64 normal pages), one every
+        # CHECKPOINT_BYTES or more apart, so at most stream // CHECKPOINT_BYTES + 6 of them
+        k = 6
         if np.isfinite(prm["stream_bytes"]):
             k += int(prm["stream_bytes"]) // S.CHECKPOINT_BYTES
         self.host = Host(

@@ -263,7 +263,8 @@ def test_nothing_lost(sc):
 
 def _stress(fault, seed):
     """A guest under memory pressure with the 5.7+ shrinker, a slow hint worker and a slow
-    iothread: hints are still in flight at syncs and their blocks are reused meanwhile."""
+    iothread: hints are still in flight at syncs and their blocks are reused meanwhile.  The
+    memory in use is the workload's alone (the guest's own would add to it)."""
     profile = HostProfile.load("v36").with_params(hint_host_latency_ms=100.0)
     sc = fk.Scenario(
         memory="512M",
@@ -274,7 +275,12 @@ def _stress(fault, seed):
         seed=seed,
         faults=frozenset([fault]) if fault else frozenset(),
         workload_options={"base_used": "64M", "pagecache_initial": "96M", "touched_free": "64M"},
-        guest_options={"hint_block_us": 1000.0},
+        guest_options={
+            "hint_block_us": 1000.0,
+            "base_used": "0",
+            "pagecache_initial": "0",
+            "touched_free": "0",
+        },
     )
     return fk.simulate(sc, profile=profile)
 

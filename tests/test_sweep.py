@@ -211,13 +211,22 @@ def test_scenario_key_follows_scenario_engine_and_data_files(tmp_path, monkeypat
     assert k0 != sw.scenario_key(sc.replace(seed=2), "engine-a")
     assert k0 != sw.scenario_key(sc.replace(downtime_limit="301ms"), "engine-a")
     files = sw.data_files(sc)
-    assert set(files) == {"profile", "workload"}
+    assert set(files) == {"guest", "profile", "workload"}
     assert files["workload"].name == "idle.json" and files["profile"].name == "v36.json"
+    assert files["guest"].name == "testbed-2018.json"
     # the same names, other contents: another key
     data = tmp_path / "data"
     shutil.copytree(ROOT / "data" / "profiles", data / "profiles")
     shutil.copytree(ROOT / "data" / "workloads", data / "workloads")
+    shutil.copytree(ROOT / "data" / "guests", data / "guests")
     monkeypatch.setenv("FPHINT_DATA", str(data))
+    assert sw.scenario_key(sc, "engine-a") == k0
+    guest = data / "guests" / "testbed-2018.json"
+    text = guest.read_text()
+    raw = json.loads(text)
+    guest.write_text(json.dumps({**raw, "description": raw["description"] + " (edited)"}))
+    assert sw.scenario_key(sc, "engine-a") != k0
+    guest.write_text(text)
     assert sw.scenario_key(sc, "engine-a") == k0
     wl = data / "workloads" / "idle.json"
     raw = json.loads(wl.read_text())
