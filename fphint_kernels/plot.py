@@ -41,7 +41,7 @@ from .kernels.layout import NORMAL_RECORD, PAGE_SIZE
 from .units import format_bytes, format_ms, size_unit, time_unit
 
 __all__ = [
-    "compare", "explorer_figure", "format_bytes", "format_ms", "measured_vs_simulated",
+    "cancellation", "compare", "explorer_figure", "format_bytes", "format_ms", "measured_vs_simulated",
     "memory_picture", "page_map", "page_map_rgb", "page_map_rounds", "phases",
     "published_vs_simulated", "stop_and_copy",
     "race", "reproduction_errors", "reproduction_reductions", "rounds", "size_unit", "table",
@@ -1303,3 +1303,72 @@ def explorer_figure(
         else:
             ax_m.set_axis_off()
     return fig
+
+
+def cancellation(runs, fig=None):
+    """What a cancelled (or failed) migration leaves the guest with.
+
+    Top: the guest's free pages (solid) and the pages its balloon driver holds (dashed) over
+    time, each run in its own colour, the cancel marked by a dotted line.  Below, one memory
+    picture per run: its memory (used, free, held by the balloon) when the migration was
+    cancelled (upper row) and when the run ends, 2 s later (lower row).  With QEMU 4.0's
+    cleanup the hinted blocks stay held; with 5.1's (DONE) they are free again.
+
+    Parameters
+    ----------
+    runs : dict of str to xarray.Dataset
+        Cancelled runs (``cancel_at``), simulated with ``page_map_bins > 0``, by label.
+    fig : matplotlib.figure.Figure, optional
+        Draw on new axes of this figure.
+
+    Returns
+    -------
+    list of matplotlib.axes.Axes
+        The time axes, then one picture axes per run.
+    """
+    import xarray as xr
+
+    if not runs:
+        raise ValueError("cancellation() needs at least one run")
+    for ds in runs.values():
+        _check(ds, "page-map", "page-map-end", "held-pages", "free-pages")
+    fig = _figure(fig, figsize=(8, 3 + 1.1 * len(runs)))
+    grid = fig.add_gridspec(1 + len(runs), 1, height_ratios=[3] + [1] * len(runs))
+    ax = fig.add_subplot(grid[0])
+    axes = [ax]
+    mem = max(_memory_bytes(ds) for ds in runs.values())
+    div, unit = size_unit(mem)
+    for i, (label, ds) in enumerate(runs.items()):
+        color = f"C{i}"
+        t = ds["time"].values / 1000.0
+        lw = 1.0 + 1.5 * (len(runs) - 1 - i)  # the first widest: equal curves stay visible
+        free = ds["free-pages"].values * PAGE_SIZE / div
+        ax.plot(t, free, color=color, linewidth=lw, label=f"{label}: free")
+        held = ds["held-pages"].values * PAGE_SIZE / div
+        ax.plot(t, held, color=color, linewidth=lw, linestyle="--", label=f"{label}: held")
+        ct = float(ds["cancel-time"])
+        if ct >= 0:
+            ax.axvline(ct / 1000.0, color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(f"guest memory ({unit})")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small", ncols=2)
+    ax.set_title("guest memory after a cancelled migration (dotted: the cancel)")
+    for i, (label, ds) in enumerate(runs.items()):
+        pm = ds["page-map"].transpose("round", "pfn_bin", "page_state").values
+        rows = np.stack([pm[-1], ds["page-map-end"].values])
+        two = xr.Dataset(
+            {"page-map": (("round", "pfn_bin", "page_state"), rows)},
+            coords={"round": [1, 2], "page_state": ds["page_state"].values},
+        )
+        rgb, _ = page_map_rgb(two)
+        a = fig.add_subplot(grid[1 + i])
+        a.imshow(rgb, aspect="auto", interpolation="nearest", extent=(0, mem / div, 2, 0))
+        a.set_yticks([0.5, 1.5], ["at cancel", "2 s later"])
+        a.set_title(label, fontsize="small", loc="left")
+        axes.append(a)
+    axes[-1].set_xlabel(f"guest physical address ({unit})")
+    _state_legend(axes[-1], ("used", "free", "held", "sent", "skipped"), loc="upper center",
+                  bbox_to_anchor=(0.5, -0.6), ncols=5, fontsize="small")  # fmt: skip
+    fig.subplots_adjust(hspace=0.6)
+    return axes

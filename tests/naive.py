@@ -1262,6 +1262,10 @@ class NaiveMigration:
             "lost-pages": lost if completed else None,
             "stale-free-pages": stale_free if completed else None,
             "guest-overhead-time": num(overhead_ns / 1e6),
+            # the reference covers hinting "none" and "fph": no free page reporting, and a
+            # migration that is never cancelled (the driver holds its blocks past DONE)
+            "reported-pages": 0,
+            "held-pages-at-end": self.held_pages,
             "failure": self.failure,
             # beyond fk.summary()
             "hint-cpu-time": self.hint_cpu_ns / 1e6,

@@ -81,8 +81,10 @@ def _workload_defaults() -> tuple[str, str, str]:
 def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     """The options that describe one scenario (shared by several subcommands)."""
     from ..config import (
+        CANCEL_CLEANUP,
         FAULTS,
         HINT_RELEASE,
+        HINTING,
         PAGE_POISON,
         available_guests,
         available_profiles,
@@ -111,11 +113,25 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
         "practice (default: 32M = 32 MiB/s, QEMU's default, slow for a guest of several GiB)",
     )
     g.add_argument(
+        "--hinting",
+        choices=tuple(HINTING),
+        default=None,
+        help="hinting design: none (legacy), fph (free page hinting as merged), report-in-place "
+        "(the series up to v34), reporting (free page reporting, Linux 5.7), oracle (every "
+        "free page skipped: the upper bound) (default: none)",
+    )
+    g.add_argument(
         "--hint",
         type=on_off,
-        default=False,
+        default=None,
         metavar="on|off",
-        help="free page hinting (off = legacy)",
+        help="shorthand: on = --hinting fph, off = --hinting none",
+    )
+    g.add_argument(
+        "--hint-order",
+        type=whole,
+        default=None,
+        help="buddy order of the hinted or reported blocks (default: 10 = 4 MiB; reporting 9)",
     )
     g.add_argument(
         "--init-on-alloc",
@@ -124,7 +140,34 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
         metavar="on|off",
         help="guest zeroes every allocation (init_on_alloc=1) (default: off, as in 2018 kernels)",
     )
+    g.add_argument(
+        "--init-on-free",
+        type=on_off,
+        default=False,
+        metavar="on|off",
+        help="guest zeroes every page it frees (init_on_free=1) (default: off)",
+    )
     g.add_argument("--page-poison", choices=PAGE_POISON, default="off", help="guest page poisoning")
+    g.add_argument(
+        "--poison-val",
+        type=on_off,
+        default=True,
+        metavar="on|off",
+        help="the device knows the guest's poison value (VIRTIO_BALLOON_F_PAGE_POISON, QEMU 5.1+); "
+        "only free page reporting uses it (default: on)",
+    )
+    g.add_argument(
+        "--cancel-at",
+        default=None,
+        help="cancel the migration at this time, e.g. 3s; the guest is followed 2 s more",
+    )
+    g.add_argument(
+        "--cancel-cleanup",
+        choices=tuple(CANCEL_CLEANUP),
+        default="qemu-5.1",
+        help="after a cancel: qemu-4.0 (the guest keeps its hinted blocks), qemu-5.1 (DONE: it "
+        "gives them back) (default: qemu-5.1)",
+    )
     g.add_argument(
         "--hint-release",
         choices=tuple(HINT_RELEASE),
@@ -222,16 +265,29 @@ def scenario_from_args(args):
             opts[key] = v
     opts.update(_key_values("--workload-param", args.workload_param))
     gopts = _key_values("--guest-param", getattr(args, "guest_param", []))
+    hinting = args.hinting
+    if args.hint is not None:
+        short = "fph" if args.hint else "none"
+        if hinting is not None and hinting != short:
+            raise FphintError(
+                f"--hint {'on' if args.hint else 'off'} conflicts with --hinting {hinting}"
+            )
+        hinting = short
     return Scenario(
         memory=args.memory,
         workload=args.workload,
         workload_options=opts,
         downtime_limit=args.downtime_limit,
         max_bandwidth=args.max_bandwidth,
-        hint=args.hint,
+        hinting=hinting or "none",
+        hint_order=args.hint_order,
         init_on_alloc=args.init_on_alloc,
+        init_on_free=args.init_on_free,
         page_poison=args.page_poison,
+        poison_val=args.poison_val,
         hint_release=args.hint_release,
+        cancel_at=args.cancel_at,
+        cancel_cleanup=args.cancel_cleanup,
         auto_converge=args.auto_converge,
         vcpus=args.vcpus,
         profile=args.profile,
@@ -299,6 +355,7 @@ def summary_rows(s: dict) -> list[tuple[str, str, str, str]]:
         ("scenario.downtime-limit", *_ms(sc["downtime-limit"]), ""),
         ("scenario.max-bandwidth", *_bytes(sc["max-bandwidth"])[:2], ""),
         ("scenario.hint", "on" if sc["hint"] else "off", "", ""),
+        *([("scenario.hinting", sc["hinting"], "", "")] if "hinting" in sc else []),
         ("scenario.init-on-alloc", "on" if sc["init-on-alloc"] else "off", "", ""),
         ("scenario.profile", sc["profile"], "", ""),
         ("scenario.guest", sc.get("guest", "testbed-2018"), "", ""),

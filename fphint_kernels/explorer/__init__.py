@@ -57,6 +57,9 @@ class Explorer:
         Initial QEMU max-bandwidth in bytes/s (snapped to the values offered).
     hint : bool
         Which run the numbers, race and page map show (both are always simulated).
+    hinting : str
+        The design of the hinting run (``fph``, ``report-in-place``, ``reporting``,
+        ``oracle``); the legacy run has none.
     init_on_alloc, page_poison, hint_release, auto_converge, profile, guest, seed
         Initial values of the other :class:`fphint_kernels.Scenario` fields.
     page_map_bins : int
@@ -133,6 +136,7 @@ class Explorer:
         cache_size=16,
         parallel=None,
         simulate=None,
+        hinting="fph",
     ):
         import ipywidgets as w
 
@@ -160,6 +164,7 @@ class Explorer:
             profile=profile,
             guest=guest,
             seed=seed,
+            hinting=hinting,
         )
         for name, widget in self.controls.widgets.items():
             setattr(self, name, widget)

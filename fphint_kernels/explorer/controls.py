@@ -11,6 +11,7 @@ import ipywidgets as w
 
 from ..config import (
     HINT_RELEASE,
+    HINTING,
     PAGE_POISON,
     Scenario,
     available_guests,
@@ -41,6 +42,12 @@ RELEASE_LABELS = {
     "done": "Linux 4.20: held until DONE",
     "shrinker": "Linux 5.7+: shrinker may take back",
     "after-pass": "v36 patch: freed after each pass",
+}
+HINTING_LABELS = {
+    "fph": "fph: free page hinting (4.20)",
+    "report-in-place": "report in place (series <= v34)",
+    "reporting": "free page reporting (5.7)",
+    "oracle": "oracle: every free page skipped",
 }
 
 
@@ -86,6 +93,7 @@ class Controls:
         profile="v36",
         guest="testbed-2018",
         seed=0,
+        hinting="fph",
     ):
         style = {"description_width": "9em"}
         wide = w.Layout(width="100%")
@@ -140,6 +148,13 @@ class Controls:
             style={"description_width": "9em", "button_width": "7em"},
             tooltips=["free page hinting on", "no hinting (legacy pre-copy)"],
         )
+        self.hinting = w.Dropdown(
+            options=[(HINTING_LABELS.get(k, k), k) for k in HINTING if k != "none"],
+            value=hinting,
+            description="hinting design",
+            style=style,
+            layout=wide,
+        )
         self.init_on_alloc = w.Checkbox(
             value=bool(init_on_alloc),
             description="init_on_alloc=1 (zero every allocation)",
@@ -187,6 +202,7 @@ class Controls:
             "downtime_limit": self.downtime_limit,
             "max_bandwidth": self.max_bandwidth,
             "hint": self.hint,
+            "hinting": self.hinting,
             "init_on_alloc": self.init_on_alloc,
             "page_poison": self.page_poison,
             "hint_release": self.hint_release,
@@ -199,6 +215,7 @@ class Controls:
             widget.add_class(f"fphint-{name.replace('_', '-')}")
         guest = [self.guest, self.memory, self.workload, self.intensity, self.init_on_alloc]
         guest += [self.page_poison, self.hint_release]
+        guest += [self.hinting]
         host = [self.profile, self.downtime_limit, self.max_bandwidth, self.auto_converge]
         host += [self.seed]
         self.box = w.VBox(
@@ -241,7 +258,8 @@ class Controls:
         }
 
     def scenarios(self) -> tuple[Scenario, Scenario]:
-        """The (legacy, hinting) pair of scenarios; raises ``ScenarioError`` if invalid."""
+        """The (legacy, hinting) pair of scenarios: without hinting and with the chosen design;
+        raises ``ScenarioError`` if invalid."""
         kw = self.scenario_kwargs()
         kw.pop("hint")
-        return Scenario(**kw, hint=False), Scenario(**kw, hint=True)
+        return Scenario(**kw, hinting="none"), Scenario(**kw, hinting=self.hinting.value)

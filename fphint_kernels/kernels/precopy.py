@@ -58,7 +58,8 @@ from .balloon import (
     host_free_page_stop,
     slice_end_hints,
 )
-from .bitmap import ALL, ONE, ZERO, or_merge, popcount64
+from .bitmap import ALL, ONE, ZERO, count_and, or_merge, popcount64
+from .buddy import free_mask64
 from .layout import (
     BM_BMAP,
     BM_DLOG,
@@ -67,8 +68,11 @@ from .layout import (
     BM_SKIP,
     BM_UNARMED,
     BUFFER_DELAY,
+    CANCELLED,
     CHECKPOINT_BYTES,
     COMPLETED,
+    D_NONE,
+    D_ORACLE,
     F_NO_REARM,
     FAIL_ROUNDS,
     LOCK_PER_SLICE,
@@ -235,6 +239,9 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
     t_max = max(t_zero, t_normal)
     buf = prm["stream_bytes"]
     bounded = buf < np.inf
+    oracle = prm["design"] == D_ORACLE
+    skipped = 0
+    skip = g.bm[BM_SKIP]
     t = st["sender_time"]
     cursor = st["cursor"]
     pending = st["pending"]
@@ -261,6 +268,16 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
         t += t_word
         words += 1
         word = bmap[wi] & (ALL << np.uint64(cursor & 63))
+        if oracle and word != ZERO:
+            # the oracle: pages free at the moment they would be sent are skipped, at no cost
+            fm = free_mask64(g, n, wi) & word
+            if fm != ZERO:
+                c = popcount64(fm)
+                skipped += c
+                pending -= c
+                bmap[wi] = bmap[wi] & ~fm
+                skip[wi] = skip[wi] | fm
+                word = word & ~fm
         if word == ZERO:
             cursor = (wi + 1) << 6
             if cursor >= n:
@@ -371,6 +388,9 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
     st["r_dup"] += dup
     st["normal"] += normal
     st["r_normal"] += normal
+    if skipped:
+        st["skipped"] += skipped
+        st["r_skipped"] += skipped
     return reason
 
 
@@ -410,6 +430,8 @@ def sync_point(st, prm, g, hc, rec, h, last):
     if prm["hint"]:
         host_free_page_stop(st, prm, g, hc)
     page_map_snapshot(st, g, rec)
+    if prm["design"] != D_NONE:  # skipped in this round, written since: sent again
+        st["redirtied"] += count_and(g.bm[BM_SKIP], g.bm[BM_DLOG])
     newly = bitmap_sync(st, prm, g)
     st["sender_time"] += prm["t_sync"] / st["share"]
     st["cpu_mig"] += prm["t_sync"]
@@ -418,7 +440,7 @@ def sync_point(st, prm, g, hc, rec, h, last):
     auto_converge_check(st, prm, t)
     close_round(st, g, rec, newly, t)
     if prm["hint"]:
-        host_after_sync_faults(st, g, hc)
+        host_after_sync_faults(st, prm, g, hc)
         if last:
             host_free_page_done(st)
         else:
@@ -480,3 +502,33 @@ def sender_run(st, prm, g, hc, rec, h, until):
             st["slice_start"] = st["sender_time"]
             st["slice_pages"] = 0
         ram_save_iterate(st, prm, g, hc, h, until, window_budget)
+
+
+@jit
+def migration_cancel(st, prm, g, hc, rec, t):
+    """The migration is cancelled (``migrate_cancel``) or fails at ``t`` (``migrate_fd_cleanup``):
+    the round in progress ends, dirty logging stops, and the balloon hears the precopy
+    notifier's CLEANUP.
+
+    QEMU 4.0 (``virtio_balloon_free_page_report_notify``): CLEANUP -> ``free_page_stop``: the
+    guest ends its pass but keeps every hinted block until the host's next command, i.e. the
+    next migration (``CANCEL_STOP``).  QEMU 5.1 (commit dd8eeb9671fc, "virtio-balloon: Always
+    indicate S_DONE when migration fails"): CLEANUP -> ``free_page_done``, and the guest gives
+    the blocks back when it reads DONE (``CANCEL_DONE``).  The VM keeps running: the engine
+    follows the guest for ``AFTER_CANCEL_MS`` more.
+    """
+    st["cancel_time"] = t
+    st["held_at_cancel"] = st["held_pages"]
+    page_map_snapshot(st, g, rec)
+    close_round(st, g, rec, np.int64(0), t)
+    st["status"] = CANCELLED
+    st["end_time"] = t
+    st["in_slice"] = 0
+    st["logging"] = 0  # ram_save_cleanup -> memory_global_dirty_log_stop
+    if prm["hint"]:
+        if prm["cancel_done"]:
+            host_free_page_done(st)
+        else:
+            host_free_page_stop(st, prm, g, hc)
+        st["guest_start_at"] = -1.0
+        st["q_count"] = 0  # the device is no longer in S_START: queued hints are dropped
