@@ -339,7 +339,8 @@ def hint_rate(
         Dims ``hint_block_us`` (us), ``max_bandwidth`` (bytes/s), ``hinting``, ``seed``; the
         fields of :data:`FIELDS`, the savings against ``hinting="none"``, and
         ``sender-block-us``: the sender's time per 4 MiB block of old data at that bandwidth
-        (capped by the profile's link rate).
+        (capped by the profile's link rate), ``sender-zero-block-us``: its time per 4 MiB
+        block of never-written memory (1024 zero-page checks and records).
 
     Notes
     -----
@@ -375,12 +376,17 @@ def hint_rate(
     )
     ds["hint_block_us"].attrs = {"units": "us", "description": "guest vCPU time per hinted block"}
     ds["max_bandwidth"].attrs["units"] = "bytes/s"
-    link = make(blocks[0], bws[0], "none", 0).load_profile().params["link_bytes_per_s"]
-    rate = np.minimum(np.asarray(bws), link)
+    hp = make(blocks[0], bws[0], "none", 0).load_profile().params
+    rate = np.minimum(np.asarray(bws), hp["link_bytes_per_s"])
     ds["sender-block-us"] = xr.Variable(
         ("max_bandwidth",),
         1024 * 4104 / rate * 1e6,
         {"units": "us", "description": "sender's wire time for one 4 MiB block of old data"},
+    )
+    ds["sender-zero-block-us"] = xr.Variable(
+        (),
+        1024 * hp["zero_page_ns"] / hp["cpu_speed"] / 1e3,
+        {"units": "us", "description": "sender's time for one 4 MiB block of zero pages"},
     )
     return _add_derived(ds)
 
@@ -561,6 +567,10 @@ def non_convergence(
         attrs={"study": "non_convergence", "memory": _size(memory), "profile": profile,
                "max_time_ms": parse_duration_ms(max_time, what="max_time")},
     )  # fmt: skip
+    sc = make(sizes[0], hinting[0], auto_converge[0], 0)
+    rate = min(sc.max_bandwidth, sc.load_profile().params["link_bytes_per_s"])
+    ds.attrs["threshold_bytes"] = rate * sc.downtime_limit / 1e3
+    ds.attrs["dirty_interval_ms"] = parse_duration_ms(dirty_interval, what="dirty_interval")
     ds["dirty_bytes"].attrs["units"] = "bytes"
     ds["converged"] = (ds["status"] == "completed").astype(float)
     ds["converged"].attrs = {"units": "1", "description": "1: the migration completed"}
