@@ -39,6 +39,27 @@ HINT_RELEASE = {
     "after-pass": "v36 patch: blocks are freed as soon as a reporting pass ends",
 }
 PAGE_POISON = ("off", "zero", "pattern")
+#: Hinting designs (``Scenario.hinting``).
+HINTING = {
+    "none": "no hinting: every page is sent (legacy)",
+    "fph": "free page hinting as merged (Linux 4.20, QEMU 4.0): the guest allocates free blocks, "
+    "holds them and reports them; the host skips them",
+    "report-in-place": "the series up to v34: the guest walks its free lists and reports free "
+    "blocks without taking them; they stay usable and dirty logging catches later writes",
+    "reporting": "free page reporting (Linux 5.7, QEMU 5.1): order-9 blocks reported in batches "
+    "every 2 s and discarded by the host; not migration-aware, nothing is skipped",
+    "oracle": "every page free at the moment it would be sent is skipped, at no cost: the upper "
+    "bound of what hinting can buy",
+}
+#: Block order of each design when ``hint_order`` is not given.
+DEFAULT_BLOCK_ORDER = {"fph": MAX_ORDER, "report-in-place": MAX_ORDER, "reporting": 9}
+#: What the device says when a migration is cancelled or fails (``Scenario.cancel_cleanup``).
+CANCEL_CLEANUP = {
+    "qemu-4.0": "CLEANUP stops the hint pass: the guest keeps its hinted blocks until the next "
+    "command (QEMU 4.0 to 5.0)",
+    "qemu-5.1": "CLEANUP signals DONE: the guest gives its blocks back (QEMU 5.1, commit "
+    "dd8eeb9671fc)",
+}
 
 
 def data_dir() -> Path:
@@ -404,6 +425,17 @@ def _parse_param(table: dict, what_kind: str, key: str, value):
 # --------------------------------------------------------------------------------------------
 
 
+#: Scenario fields that Datasets written before they existed lack.
+OPTIONAL_ATTRS = (
+    "hinting",
+    "hint_order",
+    "init_on_free",
+    "poison_val",
+    "cancel_at",
+    "cancel_cleanup",
+)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One migration to simulate.
@@ -427,7 +459,8 @@ class Scenario:
     max_bandwidth : float or str
         QEMU ``max-bandwidth`` in bytes/s (``migrate_set_speed``); ``100G`` is 100 GiB/s.
     hint : bool
-        Free page hinting on (``VIRTIO_BALLOON_F_FREE_PAGE_HINT``) or off (legacy).
+        Shorthand for ``hinting``: True is ``"fph"``, False ``"none"`` (when ``hinting`` is not
+        given).  Normalised to ``hinting == "fph"``.
     init_on_alloc : bool
         Guest kernel zeroes every allocation (``init_on_alloc=1``).
     page_poison : {"off", "zero", "pattern"}
@@ -452,6 +485,24 @@ class Scenario:
     max_time : float or str
         Simulated time after which a migration that has not converged is reported
         ``not-converged``.
+    hinting : {"none", "fph", "report-in-place", "reporting", "oracle"}, optional
+        The hinting design, see ``HINTING`` (default: from ``hint``).
+    hint_order : int, optional
+        Buddy order of the blocks hinted or reported (default: 10, i.e. 4 MiB, for ``fph`` and
+        ``report-in-place``; 9, pageblock_order, for ``reporting``).
+    init_on_free : bool
+        Guest kernel zeroes every page it frees (``init_on_free=1``); it then relies on free
+        pages being zero (allocations are not zeroed again).
+    poison_val : bool
+        The device offers ``VIRTIO_BALLOON_F_PAGE_POISON`` and so knows the guest's poison value
+        (QEMU 5.1+ ``page-poison=on``).  Only free page reporting looks at it: QEMU does not
+        discard when the value is not zero, and Linux (5.9+) turns reporting off when the guest
+        poisons or zeroes freed pages and the device does not know the value.
+    cancel_at : float or str, optional
+        Cancel the migration (or let it fail) at this time (ms, or ``"5s"``); the guest is
+        followed for 2 s more.
+    cancel_cleanup : {"qemu-5.1", "qemu-4.0"}
+        What the balloon device does then, see ``CANCEL_CLEANUP``.
     """
 
     memory: int = "8G"
@@ -471,6 +522,12 @@ class Scenario:
     seed: int = 0
     faults: frozenset = frozenset()
     max_time: float = "10min"
+    hinting: str | None = None
+    hint_order: int | None = None
+    init_on_free: bool = False
+    poison_val: bool = True
+    cancel_at: float | None = None
+    cancel_cleanup: str = "qemu-5.1"
 
     def __post_init__(self):
         s = object.__setattr__
@@ -497,10 +554,32 @@ class Scenario:
         if mt <= 0:
             raise ScenarioError("max-time: must be > 0")
         s(self, "max_time", mt)
-        for name in ("hint", "init_on_alloc", "auto_converge"):
+        for name in ("hint", "init_on_alloc", "auto_converge", "init_on_free", "poison_val"):
             v = getattr(self, name)
             if not isinstance(v, bool):
                 raise ScenarioError(f"{name}: expected true/false, got {v!r}")
+        if self.hinting is None:
+            s(self, "hinting", "fph" if self.hint else "none")
+        elif self.hinting not in HINTING:
+            raise ScenarioError(f"hinting: one of {', '.join(HINTING)}, got {self.hinting!r}")
+        elif self.hint and self.hinting != "fph":
+            raise ScenarioError(f"hint=on (fph) conflicts with hinting={self.hinting}")
+        s(self, "hint", self.hinting == "fph")
+        if self.hint_order is not None and (
+            isinstance(self.hint_order, bool)
+            or not isinstance(self.hint_order, int)
+            or not 0 <= self.hint_order <= MAX_ORDER
+        ):
+            raise ScenarioError(
+                f"hint-order: a buddy order from 0 to {MAX_ORDER}, got {self.hint_order!r}"
+            )
+        if self.cancel_at is not None:
+            ca = parse_duration_ms(self.cancel_at, what="cancel-at")
+            if ca <= 0:
+                raise ScenarioError("cancel-at: must be > 0")
+            s(self, "cancel_at", ca)
+        if self.cancel_cleanup not in CANCEL_CLEANUP:
+            raise ScenarioError(f"cancel-cleanup: one of {', '.join(CANCEL_CLEANUP)}")
         if self.page_poison not in PAGE_POISON:
             raise ScenarioError(f"page-poison: one of {', '.join(PAGE_POISON)}")
         if self.hint_release not in HINT_RELEASE:
@@ -546,8 +625,20 @@ class Scenario:
         return tuple(d.items())
 
     def replace(self, **changes) -> Scenario:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).  Changing one of ``hint`` and
+        ``hinting`` alone sets the other from it."""
+        if "hint" in changes and "hinting" not in changes:
+            changes["hinting"] = None
+        elif "hinting" in changes and "hint" not in changes:
+            changes["hint"] = False
         return replace(self, **changes)
+
+    @property
+    def block_order(self) -> int:
+        """Buddy order of the hinted or reported blocks (``hint_order`` or the design's)."""
+        if self.hint_order is not None:
+            return self.hint_order
+        return DEFAULT_BLOCK_ORDER.get(self.hinting, MAX_ORDER)
 
     @property
     def nr_pages(self) -> int:
@@ -590,6 +681,8 @@ class Scenario:
                 v = ",".join(sorted(v))
             elif isinstance(v, bool):
                 v = int(v)
+            elif v is None:  # hint_order, cancel_at not given
+                v = -1
             out[f"scenario_{f.name}"] = v
         return out
 
@@ -599,16 +692,18 @@ class Scenario:
         kw = {}
         for f in fields(cls):
             key = f"scenario_{f.name}"
-            if key not in attrs and f.name in ("guest", "guest_options"):
-                continue  # written before guests were data: the default guest
+            if key not in attrs and f.name in ("guest", "guest_options", *OPTIONAL_ATTRS):
+                continue  # written before these fields existed: their defaults
             v = attrs[key]
+            if f.name in ("hint_order", "cancel_at") and float(v) < 0:
+                continue  # not given
             if f.name in ("workload_options", "guest_options"):
                 v = json.loads(v)
             elif f.name == "faults":
                 v = frozenset(x for x in str(v).split(",") if x)
-            elif f.name in ("hint", "init_on_alloc", "auto_converge"):
+            elif f.name in ("hint", "init_on_alloc", "auto_converge", "init_on_free", "poison_val"):
                 v = bool(int(v))
-            elif f.name in ("vcpus", "seed", "memory"):
+            elif f.name in ("vcpus", "seed", "memory", "hint_order"):
                 v = int(v)
             kw[f.name] = v
         return cls(**kw)

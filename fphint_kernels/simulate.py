@@ -22,6 +22,7 @@ from .kernels.buddy import buddy_add_range, new_buddy
 from .kernels.engine import run, start
 from .kernels.layout import PAGE_SIZE, Guest, HintChannel, Host, Recorders, Workload
 from .kernels.lost_check import count_lost
+from .kernels.recorders import page_map_snapshot
 from .kernels.rng import seed_streams
 from .kernels.workload import workload_init
 from .variables import PAGE_STATES, SPECS, make_dataset
@@ -31,6 +32,14 @@ STATUS = {
     S.NOT_CONVERGED: "not-converged",
     S.FAILED: "failed",
     S.RUNNING: "running",
+    S.CANCELLED: "cancelled",
+}
+DESIGNS = {
+    "none": S.D_NONE,
+    "fph": S.D_FPH,
+    "report-in-place": S.D_RIP,
+    "reporting": S.D_REPORTING,
+    "oracle": S.D_ORACLE,
 }
 FAILURES = {S.FAIL_NONE: "", S.FAIL_OOM: "guest out of memory"}
 ROUND_CAP = 20000
@@ -61,6 +70,14 @@ def watermarks(managed_pages: int) -> tuple[int, int, int]:
     return wmin, wmin + tmp, wmin + 2 * tmp
 
 
+def reporting_enabled(scenario: Scenario) -> bool:
+    """Whether the guest reports free pages (Linux ``virtballoon_validate``, 5.9+: reporting is
+    turned off when the guest poisons or zeroes freed pages and the device does not know the
+    value, i.e. lacks ``VIRTIO_BALLOON_F_PAGE_POISON``)."""
+    fills = scenario.page_poison != "off" or scenario.init_on_free
+    return not (fills and not scenario.poison_val)
+
+
 def build_params(
     scenario: Scenario,
     profile: HostProfile,
@@ -80,9 +97,17 @@ def build_params(
     r = prm[0]
     r["downtime_limit"] = scenario.downtime_limit
     r["max_bandwidth"] = scenario.max_bandwidth
-    r["hint"] = int(scenario.hint)
+    design = DESIGNS[scenario.hinting]
+    r["design"] = design
+    # the balloon's free page protocol (command ids, START/STOP, hints applied by the host)
+    r["hint"] = int(design in (S.D_FPH, S.D_RIP))
+    r["hint_order"] = scenario.block_order
     r["init_on_alloc"] = int(scenario.init_on_alloc)
+    r["init_on_free"] = int(scenario.init_on_free)
     r["poison"] = POISON[scenario.page_poison]
+    r["poison_val"] = int(scenario.poison_val)
+    r["cancel_at"] = scenario.cancel_at if scenario.cancel_at is not None else np.inf
+    r["cancel_done"] = int(scenario.cancel_cleanup == "qemu-5.1")
     r["release"] = RELEASE[scenario.hint_release]
     r["auto_converge"] = int(scenario.auto_converge)
     r["faults"] = sum(FAULT_BITS[f] for f in scenario.faults)
@@ -216,7 +241,7 @@ class _Run:
             bm=bm,
             ver_src=np.zeros(n, dtype=np.uint32),
             ver_dst=np.zeros(n, dtype=np.uint32),
-            held_blocks=np.zeros((n >> S.HINT_ORDER) + 1, dtype=np.int64),
+            held_blocks=np.zeros((n >> int(prm["hint_order"])) + 1, dtype=np.int64),
             pc_ring=np.zeros(max(1, n >> int(prm["pc_order"])), dtype=np.int32),
         )
         rngs = seed_streams(scenario.seed, 3)  # 0 the workload, 1 the initial state, 2 the host
@@ -235,6 +260,7 @@ class _Run:
             kind=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
             pfn=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
             cmd=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+            order=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
             ready=np.zeros(S.QUEUE_SIZE),
             stale=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
         )
@@ -252,6 +278,13 @@ class _Run:
         s["share"] = 1.0
         s["ck_next"] = S.CHECKPOINT_BYTES
         ntrace = int(math.ceil(scenario.max_time / trace_interval_ms)) + 2
+        if scenario.cancel_at is not None:  # the guest is followed after the cancel
+            ntrace += int(math.ceil(S.AFTER_CANCEL_MS / trace_interval_ms)) + 2
+        s["rep_next"] = -1.0
+        if prm["design"] == S.D_REPORTING and reporting_enabled(scenario):
+            # page_reporting_register: the first pass is due PAGE_REPORTING_DELAY after the
+            # request, here the start of the migration (memory freed just before it)
+            s["rep_next"] = S.REPORTING_DELAY
         bins = int(page_map_bins)
         self.rec = Recorders(
             trace=np.zeros((ntrace, S.N_TRACE)),
@@ -368,6 +401,16 @@ def simulate(
     return _to_dataset(scenario, profile, guest, rn)
 
 
+def _page_map_now(rn: _Run) -> np.ndarray:
+    """The page map of the guest's memory as it is now (pfn_bin x page_state)."""
+    st = rn.st.copy()
+    st[0]["n_map"] = 0
+    pm = np.zeros((1,) + rn.rec.pm.shape[1:], dtype=np.int64)
+    rec = rn.rec._replace(pm=pm)
+    page_map_snapshot(st[0], rn.guest, rec)
+    return pm[0]
+
+
 def mark_regions(pages, regions, shift: int) -> None:
     """Set the bit of every host region (2**shift pages) that holds a set bit of ``pages``."""
     p = np.unpackbits(pages.view(np.uint8), bitorder="little")
@@ -386,7 +429,10 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescriptio
     if completed:
         lost, stale_free = count_lost(s, prm, rn.guest)
     nan = float("nan")
+    cancelled = float(s["cancel_time"]) >= 0
     total = float(s["end_time"]) if status != S.FAILED else nan
+    if cancelled:
+        total = float(s["cancel_time"])
     downtime = float(s["end_time"] - s["downtime_start"]) if completed else nan
     setup = float(s["setup_time"]) if s["setup_done"] else nan
     moving = (total - setup) if completed else nan
@@ -415,6 +461,12 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescriptio
         "write-faults": np.int64(s["write_faults"]),
         "guest-overhead-time": overhead_ns / 1e6,
         "held-pages-max": np.int64(s["held_max"]),
+        "hinting": np.array(scenario.hinting),
+        "reported-pages": np.int64(s["reported"]),
+        "skipped-pages-redirtied": np.int64(s["redirtied"]),
+        "cancel-time": float(s["cancel_time"]) if cancelled else nan,
+        "held-pages-at-cancel": np.int64(s["held_at_cancel"]) if cancelled else np.int64(-1),
+        "held-pages-at-end": np.int64(s["held_pages"]),
         "zero-pages-at-start": np.int64(rn.zero_at_start),
         "free-pages-at-start": np.int64(rn.free_at_start),
         "nr-pages": np.int64(rn.n),
@@ -454,6 +506,8 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescriptio
         data["page-map"] = maps
         coords["pfn_bin"] = (np.arange(pm.shape[1]) * rn.n) // pm.shape[1]
         coords["page_state"] = list(PAGE_STATES)
+        if cancelled:  # the guest's memory when the run ends, after the cancel
+            data["page-map-end"] = _page_map_now(rn)
         if nm < nr:  # the map covers the first rounds only (never the stop-and-copy)
             data["page-map"] = np.concatenate(
                 [maps, np.zeros((nr - nm,) + pm.shape[1:], dtype=np.int64)]

@@ -29,7 +29,7 @@ class Spec:
 
 _SPECS = [
     # ---- scalars, query-migrate vocabulary ---------------------------------------------
-    Spec("status", (), "UO", "", "completed, not-converged or failed", True),
+    Spec("status", (), "UO", "", "completed, not-converged, failed or cancelled", True),
     Spec("total-time", (), "f", "ms", "from the migrate command to completion", True),
     Spec("downtime", (), "f", "ms", "VM stopped: final sync, remaining pages, device state", True),
     Spec("setup-time", (), "f", "ms", "bitmap allocation, dirty-log start, first sync", True),
@@ -78,6 +78,38 @@ _SPECS = [
         "guest vCPU time lost to migration (faults, hint worker)",
     ),
     Spec("held-pages-max", (), "iu", "pages", "largest number of pages held by the balloon"),
+    Spec(
+        "hinting", (), "UO", "", "the hinting design: none, fph, report-in-place, reporting, oracle"
+    ),
+    Spec(
+        "reported-pages",
+        (),
+        "iu",
+        "pages",
+        "pages free page reporting discarded on the host (they read back as zero pages)",
+    ),
+    Spec(
+        "skipped-pages-redirtied",
+        (),
+        "iu",
+        "pages",
+        "pages skipped in a round that the next sync found dirty (sent again)",
+    ),
+    Spec("cancel-time", (), "f", "ms", "when the migration was cancelled (NaN: it was not)"),
+    Spec(
+        "held-pages-at-cancel",
+        (),
+        "iu",
+        "pages",
+        "pages the balloon held when the migration was cancelled (-1: it was not)",
+    ),
+    Spec(
+        "held-pages-at-end",
+        (),
+        "iu",
+        "pages",
+        "pages the balloon holds when the run ends (2 s after a cancel)",
+    ),
     Spec(
         "zero-pages-at-start",
         (),
@@ -190,6 +222,13 @@ _SPECS = [
         "iu",
         "pages",
         "page counts per address bin and state, taken at the end of each round",
+    ),
+    Spec(
+        "page-map-end",
+        ("pfn_bin", "page_state"),
+        "iu",
+        "pages",
+        "page counts per address bin and state when a cancelled run ends (2 s after the cancel)",
     ),
 ]
 

@@ -40,22 +40,26 @@ import numpy as np
 
 from .._numba import jit
 from .bitmap import ONE, ZERO, clear_range, set_range
-from .buddy import buddy_alloc
+from .buddy import buddy_alloc, fl_next
 from .layout import (
     BM_BMAP,
     BM_HELD,
+    BM_NONZERO,
     BM_SKIP,
     CMD_ID_STOP,
+    D_RIP,
     F_OUTSIDE_START,
     F_STALE_AFTER_SYNC,
-    HINT_ORDER,
-    HINT_PAGES,
     LOCK_PER_SLICE,
+    MAX_ORDER,
     Q_BLOCK,
     Q_START,
     Q_STOP,
     QUEUE_SIZE,
     REL_AFTER_PASS,
+    REPORTING_CAPACITY,
+    REPORTING_DELAY,
+    REPORTING_LIST_SHARE,
     RUNNING,
     S_DONE,
     S_REQUESTED,
@@ -67,8 +71,9 @@ from .workload import block_write, release_held_block
 
 
 @jit
-def q_push(st, hc, kind, pfn, cmd, ready):
-    """Add an element to the virtqueue; False when the ring is full."""
+def q_push(st, hc, kind, pfn, cmd, ready, order):
+    """Add an element to the virtqueue (``order``: of a hinted block); False when the ring is
+    full."""
     if st["q_count"] >= QUEUE_SIZE:
         return False
     i = (st["q_head"] + st["q_count"]) % QUEUE_SIZE
@@ -76,21 +81,24 @@ def q_push(st, hc, kind, pfn, cmd, ready):
     hc.pfn[i] = pfn
     hc.cmd[i] = cmd
     hc.ready[i] = ready
+    hc.order[i] = order
     st["q_count"] += 1
     return True
 
 
 @jit
-def apply_hint(st, g, pfn):
-    """``qemu_guest_free_page_hint``: clear the block's pending bits (migration must be active)."""
+def apply_hint(st, g, pfn, k):
+    """``qemu_guest_free_page_hint``: clear the pending bits of the order-k block at ``pfn``
+    (migration must be active)."""
     if st["status"] != RUNNING or st["vm_running"] == 0:
         return
-    cleared = clear_range(g.bm[BM_BMAP], pfn, np.int64(HINT_PAGES))
+    npages = np.int64(1) << k
+    cleared = clear_range(g.bm[BM_BMAP], pfn, npages)
     st["pending"] -= cleared
     st["skipped"] += cleared
     st["r_skipped"] += cleared
-    st["hinted"] += HINT_PAGES
-    set_range(g.bm[BM_SKIP], pfn, np.int64(HINT_PAGES))
+    st["hinted"] += npages
+    set_range(g.bm[BM_SKIP], pfn, npages)
 
 
 @jit
@@ -120,6 +128,7 @@ def guest_end_pass(st, prm, g, hc, now):
         np.int64(-1),
         np.int64(CMD_ID_STOP),
         now + prm["hint_latency_ms"],
+        np.int64(0),
     )
     if prm["release"] == REL_AFTER_PASS:
         while st["held_n"] > 0:
@@ -147,10 +156,10 @@ def host_free_page_stop(st, prm, g, hc):
 
 
 @jit
-def host_after_sync_faults(st, g, hc):
+def host_after_sync_faults(st, prm, g, hc):
     """Fault only: apply the blocks kept over the sync (a stale hint after a sync)."""
     for i in range(st["stale_n"]):
-        apply_hint(st, g, hc.stale[i])
+        apply_hint(st, g, hc.stale[i], prm["hint_order"])
     st["stale_n"] = 0
 
 
@@ -175,10 +184,26 @@ def first_touch_regions(h, shift, pfn, npages):
 
 
 @jit
+def guest_done(st, prm, g, hc, now):
+    """The guest reads DONE (``virtballoon_changed`` / ``report_free_page_func``): its pass
+    ends and every held block goes back to the allocator (``return_free_pages_to_mm``)."""
+    guest_end_pass(st, prm, g, hc, now)
+    while st["held_n"] > 0:
+        release_held_block(st, prm, g)
+
+
+@jit
 def guest_hint_step(st, prm, g, hc, h, now, dt):
     """Advance the hint worker by ``dt`` ms (one vCPU, slowed by auto-converge throttling and by
-    its share of a host CPU).  With ``init_on_alloc`` each block is zeroed, and the host
-    allocates the regions of the source's RAM it writes for the first time."""
+    its share of a host CPU).
+
+    ``fph`` (Linux 4.20): it allocates free blocks of the hint order and holds them; with
+    ``init_on_alloc`` each block is zeroed, and the host allocates the regions of the source's
+    RAM it writes for the first time.  ``report-in-place`` (the series up to v34):
+    :func:`rip_walk`.  When the host says DONE, the held blocks go back (:func:`guest_done`).
+    """
+    if st["host_status"] == S_DONE and (st["held_n"] > 0 or st["guest_reporting"]):
+        guest_done(st, prm, g, hc, now)
     if st["guest_start_at"] >= 0.0 and now >= st["guest_start_at"]:
         st["guest_start_at"] = -1.0
         if st["host_status"] == S_REQUESTED and st["host_cmd"] == st["guest_start_cmd"]:
@@ -190,46 +215,166 @@ def guest_hint_step(st, prm, g, hc, h, now, dt):
                 np.int64(-1),
                 st["host_cmd"],
                 now + prm["hint_latency_ms"],
+                np.int64(0),
             )
             st["guest_reporting"] = 1
             st["hint_low_pfn"] = st["n"]
             st["hint_budget"] = 0.0
+            st["rip_order"] = MAX_ORDER
+            st["rip_idx"] = rip_first(st, np.int64(MAX_ORDER))
     if st["guest_reporting"] == 0:
         return
     share = st["share"]
     st["hint_budget"] += dt * 1e6 * (1.0 - st["throttle"]) * share
+    if prm["design"] == D_RIP:
+        rip_walk(st, prm, g, hc, now)
+        return
+    k = prm["hint_order"]
+    npages = np.int64(1) << k
+    zeroes = prm["init_on_alloc"] and not prm["init_on_free"]
     cost0 = prm["hint_block_ns"]
-    if prm["init_on_alloc"]:
-        cost0 += HINT_PAGES * prm["zero_fill_ns"]
+    if zeroes:
+        cost0 += npages * prm["zero_fill_ns"]
     while st["hint_budget"] >= cost0:
         if st["q_count"] >= QUEUE_SIZE - 1:
             st["hint_budget"] = 0.0  # ring full: the worker spins until the host catches up
             return
         # get_free_page_and_send: no reclaim, fails at the low watermark
-        if g.nr_free[HINT_ORDER] == 0 or st["nr_free_pages"] - HINT_PAGES < st["wmark_low"]:
+        avail = 0
+        for j in range(k, MAX_ORDER + 1):
+            avail += g.nr_free[j]
+        if avail == 0 or st["nr_free_pages"] - npages < st["wmark_low"]:
             guest_end_pass(st, prm, g, hc, now)
             return
-        pfn = buddy_alloc(st, g, np.int64(HINT_ORDER))
+        pfn = buddy_alloc(st, g, k)
         cost = cost0
-        if prm["init_on_alloc"]:
-            block_write(st, g, pfn, np.int64(HINT_ORDER), np.int64(1))
-            st["zero_cpu_ns"] += HINT_PAGES * prm["zero_fill_ns"]
+        if zeroes:
+            block_write(st, g, pfn, k, np.int64(1))
+            st["zero_cpu_ns"] += npages * prm["zero_fill_ns"]
             if prm["t_first_touch"] > 0.0:
-                new = first_touch_regions(h, prm["region_shift"], pfn, np.int64(HINT_PAGES))
+                new = first_touch_regions(h, prm["region_shift"], pfn, npages)
                 cost += new * prm["t_first_touch"] * 1e6
-        set_range(g.bm[BM_HELD], pfn, np.int64(HINT_PAGES))
+        set_range(g.bm[BM_HELD], pfn, npages)
         g.held_blocks[st["held_n"]] = pfn
         st["held_n"] += 1
-        st["held_pages"] += HINT_PAGES
+        st["held_pages"] += npages
         if st["held_pages"] > st["held_max"]:
             st["held_max"] = st["held_pages"]
-        q_push(st, hc, np.int64(Q_BLOCK), pfn, st["guest_cmd_active"], now + prm["hint_latency_ms"])
+        q_push(
+            st, hc, np.int64(Q_BLOCK), pfn, st["guest_cmd_active"], now + prm["hint_latency_ms"], k
+        )
         st["hint_budget"] -= cost
         st["hint_cpu_ns"] += cost
         st["cpu_vcpu"] += cost / 1e6
         st["busy_vcpu"] += cost / 1e6 / share
         if pfn < st["hint_low_pfn"]:
             st["hint_low_pfn"] = pfn
+
+
+@jit(inline="always")
+def rip_first(st, k):
+    """Where a walk of the order-k free list starts: the end the allocator takes from."""
+    if st["alloc_low"]:
+        return np.int64(0)
+    return (st["n"] >> k) - 1
+
+
+@jit
+def rip_walk(st, prm, g, hc, now):
+    """Report-in-place (the series up to v34, ``get_from_free_page_list``): walk the free lists
+    from the highest order down to the hint order, in the order the allocator hands blocks out,
+    and report every free block's address (one element of its own order) without taking it.
+
+    The blocks stay free: the workload may allocate and write them at any time, and the dirty
+    log (on since setup) records those writes, so the next sync sends them again.  Each block
+    costs the vCPU ``hint_block_ns``; the pass ends when every list has been walked.
+    """
+    share = st["share"]
+    cost = prm["hint_block_ns"]
+    kmin = prm["hint_order"]
+    down = st["alloc_low"] == 0
+    while st["hint_budget"] >= cost:
+        if st["q_count"] >= QUEUE_SIZE - 1:
+            st["hint_budget"] = 0.0  # ring full: the worker spins until the host catches up
+            return
+        k = st["rip_order"]
+        idx = fl_next(g, k, st["rip_idx"], down)
+        if idx < 0:
+            if k <= kmin:
+                guest_end_pass(st, prm, g, hc, now)
+                return
+            st["rip_order"] = k - 1
+            st["rip_idx"] = rip_first(st, k - 1)
+            continue
+        st["rip_idx"] = idx - 1 if down else idx + 1
+        pfn = idx << k
+        q_push(
+            st, hc, np.int64(Q_BLOCK), pfn, st["guest_cmd_active"], now + prm["hint_latency_ms"], k
+        )
+        st["hint_budget"] -= cost
+        st["hint_cpu_ns"] += cost
+        st["cpu_vcpu"] += cost / 1e6
+        st["busy_vcpu"] += cost / 1e6 / share
+        if pfn < st["hint_low_pfn"]:
+            st["hint_low_pfn"] = pfn
+
+
+@jit
+def reporting_step(st, prm, g, h, now):
+    """Free page reporting (Linux 5.7 ``mm/page_reporting.c``, QEMU 5.1
+    ``virtio_balloon_handle_report``), one pass of the worker when it is due.
+
+    ``page_reporting_process``: the zone is skipped unless its free pages exceed the low
+    watermark by a batch (``CAPACITY << order``); for each order from the reporting order up,
+    ``page_reporting_cycle`` reports about 1/16 of the free list
+    (``DIV_ROUND_UP(nr_free, CAPACITY * 16)`` batches of ``PAGE_REPORTING_CAPACITY`` blocks),
+    skipping blocks already reported.  The host discards each reported block
+    (``ram_block_discard_range``: MADV_DONTNEED), so it reads back as zeros, unless the guest
+    poisons freed pages with a non-zero value (QEMU skips the discard when ``poison_val != 0``).
+    The worker re-arms itself ``PAGE_REPORTING_DELAY`` later.  Nothing here touches the
+    migration bitmap: reported pages are still sent, as zero pages.
+
+    Simplifications (docs/model.md): a block whose pages all read as zero counts as reported
+    (Linux keeps a ``PageReported`` flag); the blocks are isolated, reported and put back
+    within the pass; the worker runs every 2 s while the guest runs.
+    """
+    if st["rep_next"] < 0.0 or now < st["rep_next"]:
+        return
+    st["rep_next"] = now + REPORTING_DELAY
+    kmin = prm["hint_order"]
+    if st["nr_free_pages"] < st["wmark_low"] + (REPORTING_CAPACITY << kmin):
+        return
+    if prm["poison"] == 2:
+        return  # poison_val != 0: QEMU reports back without discarding, nothing changes
+    nonzero = g.bm[BM_NONZERO]
+    shift = prm["region_shift"]
+    share = st["share"]
+    cost = prm["hint_block_ns"]
+    for k in range(kmin, MAX_ORDER + 1):
+        batches = (g.nr_free[k] + REPORTING_CAPACITY * REPORTING_LIST_SHARE - 1) // (
+            REPORTING_CAPACITY * REPORTING_LIST_SHARE
+        )
+        budget = batches * REPORTING_CAPACITY
+        idx = fl_next(g, k, np.int64(0), False)
+        npages = np.int64(1) << k
+        while budget > 0 and idx >= 0:
+            pfn = idx << k
+            dirty = False
+            for w in range(pfn >> 6, (pfn + npages + 63) >> 6):
+                if nonzero[w] != ZERO:
+                    dirty = True
+                    break
+            if dirty:
+                budget -= 1
+                st["reported"] += npages
+                st["hint_cpu_ns"] += cost
+                st["cpu_vcpu"] += cost / 1e6
+                st["busy_vcpu"] += cost / 1e6 / share
+                st["busy_io"] += prm["t_hint_apply"]
+                clear_range(nonzero, pfn, npages)
+                if shift <= k:  # the host gives its regions back: first touch again
+                    clear_range(h.src_touched, pfn >> shift, npages >> shift)
+            idx = fl_next(g, k, idx + 1, False)
 
 
 @jit
@@ -247,7 +392,7 @@ def iothread_pop(st, prm, g, hc):
         if st["host_status"] == S_START:
             st["host_status"] = S_STOP
     elif st["host_status"] == S_START or (prm["faults"] & F_OUTSIDE_START):
-        apply_hint(st, g, hc.pfn[i])
+        apply_hint(st, g, hc.pfn[i], hc.order[i])
         st["busy_io"] += prm["t_hint_apply"]
         if st["slices"] == 0:
             st["hints_early"] += 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._numba import jit
-from .bitmap import ONE, ZERO, clz_index64, popcount64
+from .bitmap import ALL, ONE, ZERO, clz_index64, popcount64
 from .layout import MAX_ORDER, Buddy
 
 
@@ -143,6 +143,50 @@ def buddy_add_range(st, bd, lo, hi):
             k -= 1
         buddy_free(st, bd, pfn, k)
         pfn += 1 << k
+
+
+@jit
+def page_is_free(bd, n, p):
+    """True if page ``p`` lies inside a free buddy block (one bit test per order)."""
+    freemap = bd.freemap
+    fm_off = bd.fm_off
+    for k in range(MAX_ORDER + 1):
+        idx = p >> k
+        if (idx + 1) << k > n:
+            break
+        w = fm_off[k] + (idx >> 6)
+        if (freemap[w] >> np.uint64(idx & 63)) & ONE:
+            return True
+    return False
+
+
+@jit
+def fl_next(bd, k, idx, down):
+    """Index of the next free block of order k at or below (``down``) / at or above ``idx``
+    in its free bitmap, -1 if none: a walk of the free list that takes nothing."""
+    freemap = bd.freemap
+    lo = bd.fm_off[k]
+    hi = bd.fm_off[k + 1]
+    nbits = (hi - lo - 1) << 6
+    if idx < 0 or idx >= nbits:
+        return -1
+    w = lo + (idx >> 6)
+    b = idx & 63
+    if down:
+        x = freemap[w] & (ALL >> np.uint64(63 - b))
+        while x == ZERO:
+            w -= 1
+            if w < lo:
+                return -1
+            x = freemap[w]
+        return ((w - lo) << 6) + clz_index64(x)
+    x = freemap[w] & (ALL << np.uint64(b))
+    while x == ZERO:
+        w += 1
+        if w >= hi:
+            return -1
+        x = freemap[w]
+    return ((w - lo) << 6) + popcount64((x & (~x + ONE)) - ONE)
 
 
 @jit

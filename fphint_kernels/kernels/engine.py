@@ -21,9 +21,18 @@ Simplification (docs/model.md): the migration thread and the guest advance in st
 from __future__ import annotations
 
 from .._numba import jit
-from .balloon import guest_hint_step, host_free_page_start, host_hint_step
-from .layout import F_LATE_LOG, LATE_LOG_MS, NOT_CONVERGED, RUNNING
-from .precopy import bitmap_sync, dirty_log_start, sender_run
+from .balloon import guest_hint_step, host_free_page_start, host_hint_step, reporting_step
+from .layout import (
+    AFTER_CANCEL_MS,
+    CANCELLED,
+    D_REPORTING,
+    F_LATE_LOG,
+    FAILED,
+    LATE_LOG_MS,
+    NOT_CONVERGED,
+    RUNNING,
+)
+from .precopy import bitmap_sync, dirty_log_start, migration_cancel, sender_run
 from .recorders import record_trace
 from .rng import rng_exponential
 from .workload import workload_step
@@ -43,6 +52,7 @@ def start(st, prm, h):
         st["log_start_at"] = setup_end + LATE_LOG_MS
     st["sender_time"] = setup_end
     st["hint_low_pfn"] = -1
+    st["cancel_time"] = -1.0
     st["next_trace"] = 0.0
     st["share"] = 1.0
 
@@ -65,21 +75,38 @@ def cpu_share(st, prm, step_start, dt):
 @jit
 def run(st, prm, g, wl, hc, rec, h, stop_at):
     """Run the migration from where ``st`` stands to completion, the time cap, or ``stop_at``
-    (ms; the caller may call again to resume, e.g. to draw a progress bar)."""
+    (ms; the caller may call again to resume, e.g. to draw a progress bar).
+
+    A migration cancelled at ``cancel_at`` (:func:`.precopy.migration_cancel`) stops sending;
+    the guest runs on for ``AFTER_CANCEL_MS`` so the trace shows what it is left with."""
     dt = prm["step_ms"]
     while st["now"] < stop_at:
         now = st["now"]
         step_end = now + dt
-        if st["logging"] == 0 and now >= st["log_start_at"]:
+        cancelled = st["status"] == CANCELLED
+        if not cancelled and now >= prm["cancel_at"]:
+            migration_cancel(st, prm, g, hc, rec, max(now, st["sender_time"]))
+            cancelled = True
+        if st["logging"] == 0 and now >= st["log_start_at"] and not cancelled:
             dirty_log_start(st, g)
         if st["vm_running"]:
             eff = dt * (1.0 - st["throttle"]) * prm["cpu_speed"] * prm["intensity"]
             workload_step(st, prm, g, wl, eff * st["share"])
-            if st["status"] != RUNNING:
+            if st["status"] == FAILED:
                 st["end_time"] = step_end
                 break
             if prm["hint"]:
                 guest_hint_step(st, prm, g, hc, h, now, dt)
+            elif prm["design"] == D_REPORTING:
+                reporting_step(st, prm, g, h, now)
+        if cancelled:
+            if st["next_trace"] <= step_end:
+                record_trace(st, prm, rec, step_end)
+            st["share"] = cpu_share(st, prm, now, dt)
+            st["now"] = step_end
+            if step_end >= st["cancel_time"] + AFTER_CANCEL_MS:
+                break
+            continue
         if prm["hint"]:
             host_hint_step(st, prm, g, hc, step_end)
         if st["setup_done"] == 0 and st["sender_time"] <= step_end:

@@ -39,11 +39,21 @@ MAX_ORDER = 10  # highest buddy order (4 MiB blocks); Linux 4.20 MAX_ORDER - 1
 HINT_ORDER = MAX_ORDER
 HINT_PAGES = 1 << HINT_ORDER
 QUEUE_SIZE = 1024  # VIRTQUEUE_MAX_SIZE of the free page vq
+#: free page reporting (Linux 5.7 ``mm/page_reporting.{c,h}``): blocks of at least
+#: pageblock_order (order 9, 2 MiB on x86), reported in batches of PAGE_REPORTING_CAPACITY
+REPORTING_ORDER = 9
+REPORTING_CAPACITY = 32
+#: each pass reports about 1/16 of each free list: DIV_ROUND_UP(nr_free, CAPACITY * 16) batches
+REPORTING_LIST_SHARE = 16
 
 # ---- times (ms) ----------------------------------------------------------------------------
 BUFFER_DELAY = 100.0  # one rate-limit / bandwidth window
 MAX_WAIT = 50.0  # longest ram_save_iterate slice
 LATE_LOG_MS = 200.0  # with the late-dirty-log fault: logging starts this long after setup
+#: PAGE_REPORTING_DELAY (2 * HZ): the reporting worker runs this long after it is requested
+REPORTING_DELAY = 2000.0
+#: after a cancelled (or failed) migration the guest is followed for this long
+AFTER_CANCEL_MS = 2000.0
 #: stream checkpoints (the destination's progress) are taken every this many bytes sent
 CHECKPOINT_BYTES = 65536
 # how QEMU's migration thread holds the dirty bitmap's lock (bitmap_mutex)
@@ -51,7 +61,11 @@ LOCK_PER_PAGE = 0  # QEMU 4.0-6.0: around each page's test-and-clear (386a907b37
 LOCK_PER_SLICE = 1  # QEMU 6.1+: across each ram_save_iterate slice (63268c4970)
 
 # ---- codes ---------------------------------------------------------------------------------
-RUNNING, COMPLETED, NOT_CONVERGED, FAILED = 0, 1, 2, 3
+RUNNING, COMPLETED, NOT_CONVERGED, FAILED, CANCELLED = 0, 1, 2, 3, 4
+# hinting designs (the ``design`` parameter)
+D_NONE, D_FPH, D_RIP, D_REPORTING, D_ORACLE = 0, 1, 2, 3, 4
+# what the device tells the guest when a migration is cancelled or fails (CLEANUP notifier)
+CANCEL_STOP, CANCEL_DONE = 0, 1  # QEMU 4.0: STOP, blocks stay held; 5.1 (dd8eeb9671fc): DONE
 FAIL_NONE, FAIL_OOM = 0, 1
 # virtio-balloon host status (hw/virtio/virtio-balloon.c, QEMU 4.0)
 S_STOP, S_REQUESTED, S_START, S_DONE = 0, 1, 2, 3
@@ -217,6 +231,13 @@ STATE_DTYPE = np.dtype(
         ("q_head", i8),
         ("q_count", i8),
         ("stale_n", i8),
+        ("redirtied", i8),  # pages skipped by a hint that the next sync found dirty
+        ("reported", i8),  # pages discarded by free page reporting
+        ("rep_next", f8),  # when the reporting worker runs next (-1: not scheduled)
+        ("rip_order", i8),  # report-in-place: the free list being walked ...
+        ("rip_idx", i8),  # ... and the next block index in it
+        ("cancel_time", f8),  # when the migration was cancelled (-1: it was not)
+        ("held_at_cancel", i8),
         # workload
         ("pc_head", i8),
         ("pc_count", i8),
@@ -254,9 +275,15 @@ PARAM_DTYPE = np.dtype(
         # scenario
         ("downtime_limit", f8),
         ("max_bandwidth", f8),
-        ("hint", i8),
+        ("hint", i8),  # the balloon's free page protocol runs (fph, report-in-place)
+        ("design", i8),  # D_NONE ... D_ORACLE
+        ("hint_order", i8),  # order of the hinted / reported blocks
         ("init_on_alloc", i8),
+        ("init_on_free", i8),
         ("poison", i8),
+        ("poison_val", i8),  # the device knows the guest's poison value (PAGE_POISON)
+        ("cancel_at", f8),  # ms; inf: never
+        ("cancel_done", i8),  # CANCEL_STOP or CANCEL_DONE
         ("release", i8),
         ("auto_converge", i8),
         ("faults", i8),
@@ -357,7 +384,7 @@ class Guest(NamedTuple):
     ver_src: np.ndarray  #: uint32[p]: version of each page's content in the guest
     ver_dst: np.ndarray  #: uint32[p]: version the destination received
     # lists of blocks
-    held_blocks: np.ndarray  #: int64[p >> HINT_ORDER]: blocks the balloon driver holds (a stack)
+    held_blocks: np.ndarray  #: int64[p >> hint order]: blocks the balloon driver holds (a stack)
     pc_ring: np.ndarray  #: int32[...]: page-cache blocks, oldest first (a ring)
 
 
@@ -381,6 +408,7 @@ class HintChannel(NamedTuple):
     kind: np.ndarray  #: int64[q]: Q_BLOCK, Q_START or Q_STOP
     pfn: np.ndarray  #: int64[q]: first page of a hinted block
     cmd: np.ndarray  #: int64[q]: command id
+    order: np.ndarray  #: int64[q]: order of a hinted block
     ready: np.ndarray  #: float64[q]: time the iothread handles it
     stale: np.ndarray  #: int64[q]: blocks kept past a sync (stale-hint-after-sync fault)
 

@@ -58,7 +58,8 @@ from .balloon import (
     host_free_page_stop,
     slice_end_hints,
 )
-from .bitmap import ALL, ONE, ZERO, or_merge, popcount64
+from .bitmap import ALL, ONE, ZERO, count_and, or_merge, popcount64
+from .buddy import page_is_free
 from .layout import (
     BM_BMAP,
     BM_DLOG,
@@ -67,8 +68,11 @@ from .layout import (
     BM_SKIP,
     BM_UNARMED,
     BUFFER_DELAY,
+    CANCELLED,
     CHECKPOINT_BYTES,
     COMPLETED,
+    D_NONE,
+    D_ORACLE,
     F_NO_REARM,
     LOCK_PER_SLICE,
     MAX_WAIT,
@@ -233,6 +237,9 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
     t_max = max(t_zero, t_normal)
     buf = prm["stream_bytes"]
     bounded = buf < np.inf
+    oracle = prm["design"] == D_ORACLE
+    skipped = 0
+    skip = g.bm[BM_SKIP]
     t = st["sender_time"]
     cursor = st["cursor"]
     pending = st["pending"]
@@ -267,6 +274,7 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
         nzw = nonzero[wi]
         if (
             word == ALL
+            and not oracle
             and (slice_pages & 63) == 0
             and wbytes + 64 * NORMAL_RECORD <= window_budget
             and t + 65.0 * t_max < until
@@ -307,12 +315,21 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
                 cursor = 0
             continue
         done = ZERO
+        oskip = ZERO
         stop = False
         while word != ZERO:
             low = word & (~word + ONE)
             word = word ^ low
             done = done | low
             p = (wi << 6) + popcount64(low - ONE)
+            if oracle and page_is_free(g, n, p):
+                # the oracle: a page free at the moment it would be sent is skipped, at no cost
+                skip[wi] = skip[wi] | low
+                oskip = oskip | low
+                skipped += 1
+                pending -= 1
+                cursor = p + 1
+                continue
             ver_dst[p] = ver_src[p]
             nz = nzw & low
             if nz:
@@ -348,7 +365,7 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
                 stop = True
                 break
         bmap[wi] = bmap[wi] & ~done
-        sent[wi] = sent[wi] | done
+        sent[wi] = sent[wi] | (done & ~oskip)
         if stop:
             break
         if cursor >= n:
@@ -369,6 +386,9 @@ def send_pages(st, prm, g, h, until, window_budget, check_slice):
     st["r_dup"] += dup
     st["normal"] += normal
     st["r_normal"] += normal
+    if skipped:
+        st["skipped"] += skipped
+        st["r_skipped"] += skipped
     return reason
 
 
@@ -408,6 +428,8 @@ def sync_point(st, prm, g, hc, rec, h, last):
     if prm["hint"]:
         host_free_page_stop(st, prm, g, hc)
     page_map_snapshot(st, g, rec)
+    if prm["design"] != D_NONE:  # skipped in this round, written since: sent again
+        st["redirtied"] += count_and(g.bm[BM_SKIP], g.bm[BM_DLOG])
     newly = bitmap_sync(st, prm, g)
     st["sender_time"] += prm["t_sync"] / st["share"]
     st["cpu_mig"] += prm["t_sync"]
@@ -416,7 +438,7 @@ def sync_point(st, prm, g, hc, rec, h, last):
     auto_converge_check(st, prm, t)
     close_round(st, g, rec, newly, t)
     if prm["hint"]:
-        host_after_sync_faults(st, g, hc)
+        host_after_sync_faults(st, prm, g, hc)
         if last:
             host_free_page_done(st)
         else:
@@ -471,3 +493,33 @@ def sender_run(st, prm, g, hc, rec, h, until):
             st["slice_start"] = st["sender_time"]
             st["slice_pages"] = 0
         ram_save_iterate(st, prm, g, hc, h, until, window_budget)
+
+
+@jit
+def migration_cancel(st, prm, g, hc, rec, t):
+    """The migration is cancelled (``migrate_cancel``) or fails at ``t`` (``migrate_fd_cleanup``):
+    the round in progress ends, dirty logging stops, and the balloon hears the precopy
+    notifier's CLEANUP.
+
+    QEMU 4.0 (``virtio_balloon_free_page_report_notify``): CLEANUP -> ``free_page_stop``: the
+    guest ends its pass but keeps every hinted block until the host's next command, i.e. the
+    next migration (``CANCEL_STOP``).  QEMU 5.1 (commit dd8eeb9671fc, "virtio-balloon: Always
+    indicate S_DONE when migration fails"): CLEANUP -> ``free_page_done``, and the guest gives
+    the blocks back when it reads DONE (``CANCEL_DONE``).  The VM keeps running: the engine
+    follows the guest for ``AFTER_CANCEL_MS`` more.
+    """
+    st["cancel_time"] = t
+    st["held_at_cancel"] = st["held_pages"]
+    page_map_snapshot(st, g, rec)
+    close_round(st, g, rec, np.int64(0), t)
+    st["status"] = CANCELLED
+    st["end_time"] = t
+    st["in_slice"] = 0
+    st["logging"] = 0  # ram_save_cleanup -> memory_global_dirty_log_stop
+    if prm["hint"]:
+        if prm["cancel_done"]:
+            host_free_page_done(st)
+        else:
+            host_free_page_stop(st, prm, g, hc)
+        st["guest_start_at"] = -1.0
+        st["q_count"] = 0  # the device is no longer in S_START: queued hints are dropped

@@ -27,8 +27,6 @@ from .layout import (
     BM_UNARMED,
     FAIL_OOM,
     FAILED,
-    HINT_ORDER,
-    HINT_PAGES,
     MAX_ORDER,
     REL_SHRINKER,
 )
@@ -84,9 +82,13 @@ def block_write(st, g, pfn, k, zero):
 
 @jit
 def guest_free(st, prm, g, pfn, k):
-    """Free a block; with page poisoning the freed pages are overwritten first."""
+    """Free a block; with page poisoning the freed pages are overwritten first, with
+    ``init_on_free`` they are zeroed (``free_pages_prepare``; poisoning takes precedence, as
+    Linux says at boot: "CONFIG_PAGE_POISONING is on, will take precedence over init_on_free")."""
     if prm["poison"] != 0:
         block_write(st, g, pfn, k, np.int64(prm["poison"] == 1))
+    elif prm["init_on_free"]:
+        block_write(st, g, pfn, k, np.int64(1))
     buddy_free(st, g, pfn, k)
 
 
@@ -95,9 +97,10 @@ def release_held_block(st, prm, g):
     """The balloon driver gives its most recently hinted block back (``return_free_pages_to_mm``)."""
     st["held_n"] -= 1
     pfn = g.held_blocks[st["held_n"]]
-    clear_range(g.bm[BM_HELD], pfn, np.int64(HINT_PAGES))
-    st["held_pages"] -= HINT_PAGES
-    guest_free(st, prm, g, pfn, np.int64(HINT_ORDER))
+    k = prm["hint_order"]
+    clear_range(g.bm[BM_HELD], pfn, np.int64(1 << k))
+    st["held_pages"] -= 1 << k
+    guest_free(st, prm, g, pfn, k)
 
 
 @jit
@@ -128,7 +131,7 @@ def guest_alloc(st, prm, g, k):
         st["status"] = FAILED
         st["failure"] = FAIL_OOM
         return -1
-    if prm["init_on_alloc"]:
+    if prm["init_on_alloc"] and not prm["init_on_free"]:  # free_pages_prezeroed()
         block_write(st, g, pfn, k, np.int64(1))
         st["zero_cpu_ns"] += need * prm["zero_fill_ns"]
     return pfn
