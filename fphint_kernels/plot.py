@@ -1390,6 +1390,7 @@ def study_designs(ds, fig=None, keys=None):
                    label=st["label"], yerr=np.clip([mean - lo, hi - mean], 0, None),
                    capsize=2)  # fmt: skip
         ax.set_xticks(x, wls, rotation=20)
+        ax.set_xlabel("workload")
         ax.set_ylabel(f"{STUDY_LABELS.get(key, key)} ({unit})")
         ax.grid(axis="x", visible=False)
     axes[0].legend(fontsize="small", loc="upper left")

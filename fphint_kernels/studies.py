@@ -15,9 +15,11 @@ the default grids are the ones behind the figures of ``docs/studies.md``
 :func:`designs`             hinting designs side by side
 :func:`non_convergence`     a guest that dirties memory fast: hinting and auto-converge
 
-The hinting design of a point is the coordinate ``hinting``: ``"none"`` (legacy pre-copy) or
-``"fph"`` (free page hinting as merged in Linux 4.20 and QEMU 3.1,
-``VIRTIO_BALLOON_F_FREE_PAGE_HINT``).
+The hinting design of a point is the coordinate ``hinting``, a value of
+:data:`fphint_kernels.config.HINTING`: ``"none"`` (legacy pre-copy), ``"fph"`` (free page
+hinting as merged in Linux 4.20 and QEMU 4.0, ``VIRTIO_BALLOON_F_FREE_PAGE_HINT``),
+``"report-in-place"`` (the series' earlier versions), ``"reporting"`` (free page reporting,
+Linux 5.7) and ``"oracle"`` (every page free when it would be sent is skipped).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from .config import Scenario
+from .config import HINTING, Scenario
 from .errors import ScenarioError
 from .kernels.layout import PAGE_SIZE
 from .simulate import simulate, warm_up
@@ -58,8 +60,8 @@ FIELDS = (
     "lost-pages",
 )
 
-#: the designs the engine knows: coordinate value -> Scenario fields
-DESIGNS = {"none": {"hint": False}, "fph": {"hint": True}}
+#: the designs the engine knows: coordinate value -> Scenario fields (see ``config.HINTING``)
+DESIGNS = {name: {"hinting": name} for name in HINTING}
 
 
 def _design(name: str) -> dict:
@@ -462,7 +464,7 @@ def init_on_alloc(
 
 
 def designs(
-    hinting=("none", "fph"),
+    hinting=("none", "fph", "report-in-place", "reporting", "oracle"),
     workload=("idle", "fill-free", "kernel-build"),
     *,
     memory="8G",
@@ -476,10 +478,21 @@ def designs(
     """Hinting designs side by side: time, bytes, downtime, memory the guest cannot use while
     hinting (``held-bytes-max``), guest CPU spent (``guest-overhead-time``).
 
+    Every design runs the same guests with the same seeds (:data:`fphint_kernels.config.HINTING`
+    describes them; ``oracle`` is the upper bound of what any hinting can buy).
+
     Returns
     -------
     xarray.Dataset
-        Dims ``hinting``, ``workload``, ``seed``.
+        Dims ``hinting``, ``workload``, ``seed``; also ``reported-pages`` (pages the guest
+        reported, for the designs that report without allocating).
+
+    Notes
+    -----
+    ``fph``: Linux 4.20 ``virtio_balloon`` ``report_free_page_func``, QEMU
+    ``virtio_balloon_free_page_hint``; ``report-in-place``: the series up to v34 (2018), which
+    reported free blocks without taking them; ``reporting``: Linux 5.7 ``mm/page_reporting.c``
+    and QEMU 5.1 ``virtio_balloon_handle_report``.
     """
     if fast:
         memory, workload, seeds = "512M", ("idle", "fill-free"), 1
@@ -499,6 +512,7 @@ def designs(
         {"hinting": list(hinting), "workload": list(workload)},
         make,
         seeds,
+        fields=(*FIELDS, "reported-pages"),
         progress=progress,
         desc="designs",
         attrs={"study": "designs", "memory": _size(memory), "profile": profile},
