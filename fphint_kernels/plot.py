@@ -1212,7 +1212,7 @@ def explorer_figure(
 DESIGN_STYLE = {
     "none": {"color": LEGACY_COLOR, "ls": "--", "label": "none (legacy pre-copy)"},
     "fph": {"color": HINT_COLOR, "ls": "-", "label": "fph (free page hinting, 4.20)"},
-    "report-in-place": {"color": "#009E73", "ls": "-.", "label": "report-in-place (v1-v13 style)"},
+    "report-in-place": {"color": "#009E73", "ls": "-.", "label": "report-in-place (series up to v34)"},
     "reporting": {"color": "#CC79A7", "ls": ":", "label": "reporting (free page reporting, 5.7)"},
     "oracle": {"color": "#000000", "ls": (0, (1, 1)), "label": "oracle (upper bound)"},
 }
@@ -1393,7 +1393,9 @@ def study_designs(ds, fig=None, keys=None):
         ax.set_xlabel("workload")
         ax.set_ylabel(f"{STUDY_LABELS.get(key, key)} ({unit})")
         ax.grid(axis="x", visible=False)
-    axes[0].legend(fontsize="small", loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(designs), 5),
+               fontsize="small")  # fmt: skip
     mem = ds.attrs.get("memory")
     if mem:
         fig.suptitle(f"Designs side by side, {format_bytes(mem)} guest", fontsize="medium")

@@ -97,11 +97,14 @@ def numbers(name: str, ds) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("studies", nargs="*", choices=[*STUDIES, []], help="default: all")
+    p.add_argument("studies", nargs="*", help=f"any of {', '.join(STUDIES)} (default: all)")
     p.add_argument("--rerun", action="store_true", help="simulate even if the .nc exists")
     p.add_argument("--results", default=str(ROOT / "results" / "studies"))
     p.add_argument("--img", default=str(ROOT / "docs" / "img"))
     args = p.parse_args(argv)
+    bad = [name for name in args.studies if name not in STUDIES]
+    if bad:
+        p.error(f"unknown study {bad[0]!r} (one of {', '.join(STUDIES)})")
 
     import matplotlib
 
