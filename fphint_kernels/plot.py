@@ -1212,7 +1212,11 @@ def explorer_figure(
 DESIGN_STYLE = {
     "none": {"color": LEGACY_COLOR, "ls": "--", "label": "none (legacy pre-copy)"},
     "fph": {"color": HINT_COLOR, "ls": "-", "label": "fph (free page hinting, 4.20)"},
-    "report-in-place": {"color": "#009E73", "ls": "-.", "label": "report-in-place (series up to v34)"},
+    "report-in-place": {
+        "color": "#009E73",
+        "ls": "-.",
+        "label": "report-in-place (series up to v34)",
+    },
     "reporting": {"color": "#CC79A7", "ls": ":", "label": "reporting (free page reporting, 5.7)"},
     "oracle": {"color": "#000000", "ls": (0, (1, 1)), "label": "oracle (upper bound)"},
 }
