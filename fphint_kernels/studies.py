@@ -39,7 +39,10 @@ from .simulate import simulate, warm_up
 from .units import parse_duration_ms, parse_size
 from .variables import SPECS
 
-__all__ = ["FIELDS", "big_idle_guest", "designs", "hint_rate", "init_on_alloc", "non_convergence"]
+__all__ = [
+    "DESIGNS", "FIELDS", "big_idle_guest", "designs", "hint_rate", "idle_guest_scenario",
+    "init_on_alloc", "non_convergence", "run_grid",
+]  # fmt: skip
 
 #: results kept for every point (scalar fields of a simulation Dataset)
 FIELDS = (
