@@ -1263,6 +1263,9 @@ def study_big_idle_guest(ds, fig=None, downtime_limit=None):
             kw = {"color": colors[i % len(colors)], "ls": st["ls"], "marker": "o", "ms": 3}
             ax_t.plot(gib, p["total-time"].values / 1000, **kw)
             ax_b.plot(gib, p["ram-transferred"].values / (1 << 30), **kw)
+            bad = (p["status"] != "completed").values
+            if bad.any():
+                ax_t.plot(gib[bad], p["total-time"].values[bad] / 1000, "x", color="k", ms=8)
     for ax in (ax_t, ax_b):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -1282,6 +1285,9 @@ def study_big_idle_guest(ds, fig=None, downtime_limit=None):
                label=_design_style(str(h))["label"])
         for h in m["hinting"].values
     ]  # fmt: skip
+    if (ds["status"] != "completed").any():
+        handles.append(Line2D([], [], color="k", marker="x", ls="none", ms=8,
+                              label="not finished by max-time"))  # fmt: skip
     ax_b.legend(handles=handles, loc="upper left", fontsize="small")
     old = ds.attrs.get("old_data")
     if old is not None:
