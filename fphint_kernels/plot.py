@@ -1251,6 +1251,9 @@ def study_big_idle_guest(ds, fig=None, downtime_limit=None):
     m = _seed_mean(ds)
     dl = float(m["downtime_limit"].min()) if downtime_limit is None else float(downtime_limit)
     m = m.sel(downtime_limit=dl)
+    unfinished = (ds["status"] != "completed").sel(downtime_limit=dl)
+    if "seed" in unfinished.dims:
+        unfinished = unfinished.any("seed")
     fig = _figure(fig, figsize=(10, 4.2), layout="constrained")
     ax_t, ax_b = fig.subplots(1, 2)
     mem = m["memory"].values.astype(float)
@@ -1263,7 +1266,7 @@ def study_big_idle_guest(ds, fig=None, downtime_limit=None):
             kw = {"color": colors[i % len(colors)], "ls": st["ls"], "marker": "o", "ms": 3}
             ax_t.plot(gib, p["total-time"].values / 1000, **kw)
             ax_b.plot(gib, p["ram-transferred"].values / (1 << 30), **kw)
-            bad = (p["status"] != "completed").values
+            bad = unfinished.sel(in_use=use, hinting=h).values
             if bad.any():
                 ax_t.plot(gib[bad], p["total-time"].values[bad] / 1000, "x", color="k", ms=8)
     for ax in (ax_t, ax_b):
@@ -1285,9 +1288,9 @@ def study_big_idle_guest(ds, fig=None, downtime_limit=None):
                label=_design_style(str(h))["label"])
         for h in m["hinting"].values
     ]  # fmt: skip
-    if (ds["status"] != "completed").any():
+    if unfinished.any():
         handles.append(Line2D([], [], color="k", marker="x", ls="none", ms=8,
-                              label="not finished by max-time"))  # fmt: skip
+                              label="not finished within max-time"))  # fmt: skip
     ax_b.legend(handles=handles, loc="upper left", fontsize="small")
     old = ds.attrs.get("old_data")
     if old is not None:
