@@ -42,7 +42,7 @@ __all__ = [
 
 _SUBMODULES = (
     "analytic", "calibrate", "experiments", "fitting", "io", "metrics", "plot", "published",
-    "qemu", "report", "sweep", "units", "explorer",
+    "qemu", "report", "studies", "sweep", "units", "explorer",
 )  # fmt: skip
 
 
