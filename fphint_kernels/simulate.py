@@ -318,9 +318,9 @@ class _Run:
         return int(sum(a.nbytes for a in self.guest)) + self.rec.pm_free.nbytes
 
     def advance(self, stop_at: float) -> None:
-        s = self.st[0]
-        if s["status"] != S.RUNNING:
+        if not self.running:
             return
+        s = self.st[0]
         run(
             s, self.prm[0], self.guest, self.workload, self.hints, self.rec, self.host,
             float(stop_at),
@@ -328,7 +328,12 @@ class _Run:
 
     @property
     def running(self) -> bool:
-        return self.st[0]["status"] == S.RUNNING
+        """The engine has more to do: the migration runs, or it was cancelled and the guest
+        is followed for ``AFTER_CANCEL_MS`` more."""
+        s = self.st[0]
+        if s["status"] == S.RUNNING:
+            return True
+        return bool(s["status"] == S.CANCELLED and s["now"] < s["cancel_time"] + S.AFTER_CANCEL_MS)
 
     @property
     def now(self) -> float:
@@ -540,13 +545,14 @@ def invariant_violations(ds) -> list[str]:
     * rounds and syncs agree: setup syncs once and every round ends at a sync, so
       ``dirty-sync-count`` is ``rounds + 2`` for a completed run (the stop-and-copy's final
       sync; ``rounds + 1`` when that sync also ended the last pre-copy round) and the number
-      of recorded rounds plus one otherwise; every recorded round is in the Dataset
+      of recorded rounds plus one otherwise (a cancel ends its round without a sync); every
+      recorded round is in the Dataset
       (``round`` has ``rounds + 1`` entries for a completed run);
     * pages sent are the sum of the rounds' pages (at least that sum when the run stopped
       inside a round), bytes at least 4 KiB a normal page, and a completed run sent or
       skipped every page;
     * pending pages never negative, held pages never more than the guest has; no hints
-      without hinting.
+      without a hinting design (``hinting="none"``).
     """
     bad = []
 
@@ -574,6 +580,10 @@ def invariant_violations(ds) -> list[str]:
         apart = 0 if rounds >= 1 and ends[rounds - 1] > stop + 1e-9 * max(1.0, stop) else 1
         if syncs != rounds + 1 + apart:
             bad.append(f"dirty-sync-count {syncs} != rounds {rounds} + {1 + apart}")
+    elif status == "cancelled":
+        # the cancel ends the round it falls in without a sync of its own
+        if syncs and syncs not in (nr, nr + 1):
+            bad.append(f"dirty-sync-count {syncs} != rounds recorded {nr} (+ 1) of a cancel")
     elif syncs and syncs != nr + 1:
         bad.append(f"dirty-sync-count {syncs} != rounds recorded {nr} + 1")
     sent = int(val("ram-duplicate")) + int(val("ram-normal"))
@@ -589,7 +599,8 @@ def invariant_violations(ds) -> list[str]:
             bad.append("pending pages below 0")
         if float(ds["held-pages"].max()) > int(val("nr-pages")):
             bad.append("more pages held than the guest has")
-    if not int(ds.attrs["scenario_hint"]) and int(val("hinted-pages")):
+    hinting = ds.attrs.get("scenario_hinting", "fph" if int(ds.attrs["scenario_hint"]) else "none")
+    if hinting == "none" and int(val("hinted-pages")):
         bad.append("hinted pages without hinting")
     return bad
 
