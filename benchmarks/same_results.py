@@ -13,6 +13,9 @@ Usage::
     python benchmarks/same_results.py BASE --quick    # the small scenarios only, no reproduce
 
 Exit status 0 when everything is identical, 1 otherwise (each difference is listed).
+With ``--allow-new``, what only the second checkout has (new JSON keys, new Dataset variables
+and attributes, new scenario options) is not a difference: everything the first one has must
+still be identical.
 """
 
 from __future__ import annotations
@@ -261,13 +264,22 @@ def run_in(tree: Path, outdir: Path, quick: bool) -> list[dict]:
     return json.loads(p.stdout)
 
 
-def compare_datasets(a: Path, b: Path) -> list[str]:
+def restrict(b, a):
+    """``b`` restricted to the keys ``a`` has (recursively): what ``a`` has to compare."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: restrict(b[k], a[k]) for k in a if k in b}
+    return b
+
+
+def compare_datasets(a: Path, b: Path, allow_new: bool = False) -> list[str]:
     import numpy as np
     import xarray as xr
 
     diffs = []
     with xr.open_dataset(a) as da, xr.open_dataset(b) as db:
         names = sorted(set(da.variables) | set(db.variables))
+        if allow_new:
+            names = sorted(da.variables)
         for name in names:
             if name not in da.variables or name not in db.variables:
                 diffs.append(f"{a.name}: variable {name} only in one of the two")
@@ -288,6 +300,11 @@ def main(argv=None) -> int:
     ap.add_argument("base", help="git revision of the reference")
     ap.add_argument("other", nargs="?", help="git revision to compare (default: working tree)")
     ap.add_argument("--quick", action="store_true", help="small scenarios only, no reproduce")
+    ap.add_argument(
+        "--allow-new",
+        action="store_true",
+        help="keys and variables only the second checkout has are not differences",
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fphint-same-") as tmp:
         tmp = Path(tmp)
@@ -306,13 +323,18 @@ def main(argv=None) -> int:
             label = " ".join(ra["argv"][:8])
             if ra["rc"] != rb["rc"]:
                 diffs.append(f"{label}: exit {ra['rc']} vs {rb['rc']}")
-            if json.loads(ra["stdout"] or "null") != json.loads(rb["stdout"] or "null"):
+            ja, jb = json.loads(ra["stdout"] or "null"), json.loads(rb["stdout"] or "null")
+            if args.allow_new:
+                jb = restrict(jb, ja)
+            if ja != jb:
                 diffs.append(f"{label}: JSON output differs")
         for nc in sorted((tmp / "out0").glob("s*.nc")):
-            diffs += compare_datasets(nc, tmp / "out1" / nc.name)
+            diffs += compare_datasets(nc, tmp / "out1" / nc.name, args.allow_new)
         repro = tmp / "out0" / "repro" / "reproduction.nc"
         if repro.exists():
-            diffs += compare_datasets(repro, tmp / "out1" / "repro" / "reproduction.nc")
+            diffs += compare_datasets(
+                repro, tmp / "out1" / "repro" / "reproduction.nc", args.allow_new
+            )
         n = len(results[0])
         if diffs:
             print(f"same_results: {len(diffs)} difference(s) over {n} runs:")

@@ -11,9 +11,11 @@ from ._version import __version__
 from .config import (
     FAULTS,
     HINT_RELEASE,
+    Guest,
     HostProfile,
     Scenario,
     Workload,
+    available_guests,
     available_profiles,
     available_workloads,
 )
@@ -24,11 +26,13 @@ __all__ = [
     "FAULTS",
     "HINT_RELEASE",
     "FphintError",
+    "Guest",
     "HostProfile",
     "Scenario",
     "ScenarioError",
     "__version__",
     "Workload",
+    "available_guests",
     "available_profiles",
     "available_workloads",
     "simulate",
@@ -38,7 +42,7 @@ __all__ = [
 
 _SUBMODULES = (
     "analytic", "calibrate", "experiments", "fitting", "io", "metrics", "plot", "published",
-    "qemu", "report", "sweep", "units", "explorer",
+    "qemu", "report", "studies", "sweep", "units", "explorer",
 )  # fmt: skip
 
 

@@ -41,16 +41,50 @@ KERNELS = Path(__file__).parent / "kernels"
 
 
 def _kernels_stamp(folder: Path = KERNELS) -> str:
-    """A short hash of the kernels' sources, naming the cache of this version of them.
+    """A short hash naming the cache of this version of the kernels: the content of every
+    kernel source file (and of this module, which sets the compile options), and the
+    versions of Python, NumPy, Numba and llvmlite.
 
-    Numba unpickles a cache index before it checks that the index is stale, so an index
-    written by another version whose signatures name a bundle type that no longer exists
-    (``kernels/layout.py``) would raise instead of being recompiled.
+    Numba checks a cached function against the modification time of its own file only, not
+    of the files it calls: a constant changed in ``kernels/layout.py`` or ``kernels/rng.py``
+    would leave it returning the old code's results.  Each version of the sources gets a
+    cache folder of its own instead.  (Numba also unpickles a cache index before it checks
+    that the index is stale, so an index written by another version whose signatures name a
+    bundle type that no longer exists would raise instead of being recompiled.)
     """
+    import sys
+
+    import llvmlite
+    import numba
+    import numpy
+
     h = hashlib.sha1()
-    for path in sorted(Path(folder).glob("*.py")):
+    versions = (sys.version, numpy.__version__, numba.__version__, llvmlite.__version__)
+    h.update(repr(versions).encode())
+    for path in [*sorted(Path(folder).glob("*.py")), Path(__file__)]:
+        h.update(path.name.encode() + b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def _cache_dir(cache_dir: str | None = None) -> str:
+    """The cache folder of this version of the kernels (see :func:`enable_cache`)."""
+    base = (
+        cache_dir
+        or os.environ.get("NUMBA_CACHE_DIR")
+        or str(Path.home() / ".cache" / "fphint" / "numba")
+    )
+    return str(Path(base) / _kernels_stamp())
+
+
+if CACHE:
+    # the dispatchers made with cache=True take their cache folder when they are made:
+    # point Numba at this version's folder first (NUMBA_CACHE_DIR itself would be shared by
+    # every version of the kernels)
+    from numba.core import config as _config
+
+    if not _config.DISABLE_JIT:
+        _config.CACHE_DIR = _cache_dir()
 
 
 def enable_cache(cache_dir: str | None = None) -> bool:
@@ -65,12 +99,7 @@ def enable_cache(cache_dir: str | None = None) -> bool:
 
     if config.DISABLE_JIT:
         return False
-    base = (
-        cache_dir
-        or os.environ.get("NUMBA_CACHE_DIR")
-        or str(Path.home() / ".cache" / "fphint" / "numba")
-    )
-    config.CACHE_DIR = str(Path(base) / _kernels_stamp())
+    config.CACHE_DIR = _cache_dir(cache_dir)
     for d in DISPATCHERS:
         if getattr(d, "_cache", None) is None or type(d._cache).__name__ == "NullCache":
             d.enable_caching()

@@ -21,7 +21,9 @@ Procedure (see ``docs/calibration.md``):
    :func:`scipy.optimize.least_squares` (trust region reflective, finite differences with a
    relative step of 5 %).
 4. The fitted profile is written with its provenance: rows, residuals, seeds, optimiser, date,
-   starting profile, engine version.
+   starting profile, engine version.  A free parameter of the guest (``hint_block_us``, the
+   guest's cost of reporting one block, is one) is fitted on the guest the published runs used
+   (``data/guests/testbed-2018.json``), which is written beside the profile.
 
 A second profile for the v37 testbed (:func:`derive_testbed_profile`) copies a fitted profile
 and changes only ``cpu_speed``: the ratio of the two legacy build times of the same kernel on the
@@ -46,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .config import PROFILE_PARAMS, HostProfile, data_dir
+from .config import GUEST_PARAMS, PROFILE_PARAMS, Guest, HostProfile, Scenario, data_dir
 from .errors import FphintError
 from .experiments import FIRST_SEED
 from .fitting import BOUNDS, METHODS, fit_log_params
@@ -61,6 +63,7 @@ __all__ = [
     "fit_profile",
     "published_targets",
     "simulate_targets",
+    "write_guest",
     "write_profile",
 ]
 
@@ -106,7 +109,11 @@ def published_targets(patch_version: str = "v36", path=None) -> list[Target]:
 
 
 def simulate_targets(
-    profile: HostProfile, targets: list[Target], seeds: list[int], name: str = "prior"
+    profile: HostProfile,
+    targets: list[Target],
+    seeds: list[int],
+    name: str = "prior",
+    guest: Guest | None = None,
 ) -> np.ndarray:
     """Simulated total-time (ms) of every target and seed with an in-memory profile.
 
@@ -119,6 +126,8 @@ def simulate_targets(
     name : str
         Profile name stored in the scenarios (any profile in ``data/profiles/``; the costs come
         from ``profile``).
+    guest : Guest, optional
+        The candidate guest (default: the scenarios' own, loaded from ``data/guests/``).
 
     Returns
     -------
@@ -131,7 +140,7 @@ def simulate_targets(
     out = np.empty((len(targets), len(seeds)))
     for i, t in enumerate(targets):
         for j, s in enumerate(seeds):
-            ds = simulate(t.config.scenario(t.hint, s, name), profile=profile)
+            ds = simulate(t.config.scenario(t.hint, s, name), profile=profile, guest=guest)
             out[i, j] = float(ds["total-time"].values)
     return out
 
@@ -141,6 +150,7 @@ class FitResult:
     """Outcome of :func:`fit_profile`."""
 
     profile: HostProfile
+    guest: Guest
     free: tuple
     start: dict
     targets: list
@@ -155,6 +165,10 @@ class FitResult:
     wall_time_s: float
     history: list = field(default_factory=list)
 
+    def value(self, name: str) -> float:
+        """The fitted value of a free parameter (of the profile or of the guest)."""
+        return float((self.guest if name in GUEST_PARAMS else self.profile).params[name])
+
 
 def fit_profile(
     targets: list[Target],
@@ -165,6 +179,7 @@ def fit_profile(
     method: str = "nelder-mead",
     max_evals: int = 150,
     progress: bool = False,
+    guest: Guest | None = None,
 ) -> FitResult:
     """Fit the free parameters of ``start`` to the published total-time of ``targets``.
 
@@ -174,7 +189,8 @@ def fit_profile(
     start : HostProfile
         Starting point; every parameter not in ``free`` keeps its value.
     free : sequence of str
-        Parameters to fit (names of ``PROFILE_PARAMS``, each with bounds in ``BOUNDS``).
+        Parameters to fit (names of ``PROFILE_PARAMS`` or ``GUEST_PARAMS``, each with bounds
+        in ``BOUNDS``); the guest's ones are fitted on ``guest``.
     seeds : int
         Seeds ``1..seeds`` of every evaluation (common random numbers).
     method : {"nelder-mead", "least-squares"}
@@ -182,6 +198,9 @@ def fit_profile(
         Budget of objective evaluations (each one simulates every target with every seed).
     progress : bool
         A tqdm bar over evaluations on stderr.
+    guest : Guest, optional
+        The guest of the published runs (default: the scenarios' default guest,
+        ``testbed-2018``).
 
     Returns
     -------
@@ -191,8 +210,9 @@ def fit_profile(
     if not free:
         raise FphintError("calibration needs at least one free parameter")
     for k in free:
-        if k not in PROFILE_PARAMS:
-            raise FphintError(f"unknown profile parameter {k!r}")
+        if k not in PROFILE_PARAMS and k not in GUEST_PARAMS:
+            raise FphintError(f"unknown profile or guest parameter {k!r}")
+    guest = guest or Guest.load(Scenario.guest)
     if method not in METHODS:
         raise FphintError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if seeds < 1 or max_evals < 1:
@@ -200,8 +220,14 @@ def fit_profile(
     seed_list = list(range(FIRST_SEED, FIRST_SEED + seeds))
     pub = np.array([t.published_ms for t in targets])
 
+    def split(params):
+        host = {k: v for k, v in params.items() if k not in GUEST_PARAMS}
+        own = {k: v for k, v in params.items() if k in GUEST_PARAMS}
+        return start.with_params(**host), guest.with_params(**own)
+
     def model(params):
-        sim = simulate_targets(start.with_params(**params), targets, seed_list)
+        profile, own = split(params)
+        sim = simulate_targets(profile, targets, seed_list, guest=own)
         return np.log(sim.mean(axis=1) / pub), sim
 
     bar = None
@@ -219,20 +245,22 @@ def fit_profile(
             bar.update(1)
             bar.set_postfix(rms_pct=f"{100 * math.sqrt(np.mean(r**2)):.1f}")
 
+    x0 = {k: (guest if k in GUEST_PARAMS else start).params[k] for k in free}
     try:
         fit = fit_log_params(
-            model, {k: start.params[k] for k in free}, method=method, max_evals=max_evals,
-            on_eval=on_eval,
+            model, x0, method=method, max_evals=max_evals, on_eval=on_eval
         )  # fmt: skip
     finally:
         if bar is not None:
             bar.total = bar.n  # converged before the budget: the bar ends full
             bar.refresh()
             bar.close()
+    profile, fitted_guest = split(fit.params)
     return FitResult(
-        profile=start.with_params(**fit.params),
+        profile=profile,
+        guest=fitted_guest,
         free=free,
-        start={k: float(start.params[k]) for k in free},
+        start={k: float(x0[k]) for k in free},
         targets=targets,
         seeds=seed_list,
         simulated=fit.extra,
@@ -285,7 +313,8 @@ def write_profile(
     start = HostProfile.load(start_name)
     prov = {k: v for k, v in dict(start.provenance).items() if k in PROFILE_PARAMS}
     for k in fit.free:
-        prov[k] = f"fitted by fphint calibrate (start {fit.start[k]:g} from {start_name}.json)"
+        if k in PROFILE_PARAMS:
+            prov[k] = f"fitted by fphint calibrate (start {fit.start[k]:g} from {start_name}.json)"
     rows = []
     for t, sim, res in zip(fit.targets, fit.simulated, fit.residuals_pct, strict=True):
         rows.append({
@@ -299,6 +328,7 @@ def write_profile(
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "start_profile": start_name,
+        "guest": fit.guest.name,
         "free_params": list(fit.free),
         "fixed_params": "every other parameter as in the starting profile",
         "rows": [t.row for t in fit.targets],
@@ -319,7 +349,7 @@ def write_profile(
         },
         "engine": _engine_version(),
     }
-    fitted = ", ".join(f"{k}={fit.profile.params[k]:.4g}" for k in fit.free)
+    fitted = ", ".join(f"{k}={fit.value(k):.4g}" for k in fit.free)
     doc = {
         "name": name,
         "description": (
@@ -333,6 +363,45 @@ def write_profile(
     return _dump(doc, name, out_dir)
 
 
+def write_guest(fit: FitResult, profile_name: str, out_dir=None, command: str = "") -> Path | None:
+    """Write the guest with its fitted parameters to ``OUT_DIR/GUEST.json``, if any was free.
+
+    Parameters
+    ----------
+    fit : FitResult
+    profile_name : str
+        Name of the profile fitted with it (recorded in the sources).
+    out_dir : path-like, optional
+        Default ``data/guests/``.
+    command : str
+        The command line that produced it (recorded).
+
+    Returns
+    -------
+    pathlib.Path or None
+        None when no guest parameter was free (nothing written).
+    """
+    own = [k for k in fit.free if k in GUEST_PARAMS]
+    if not own:
+        return None
+    try:
+        raw = json.loads((data_dir() / "guests" / f"{fit.guest.name}.json").read_text())
+    except (OSError, ValueError):
+        raw = {"name": fit.guest.name, "description": fit.guest.description, "params": {}}
+    params = dict(raw.get("params", {}))
+    sources = dict(raw.get("sources", {}))
+    rows = ", ".join(t.row for t in fit.targets)
+    for k in own:
+        params[k] = _clean(fit.guest.params[k])
+        sources[k] = (
+            f"fitted by fphint calibrate with the host profile {profile_name}.json on {rows} "
+            f"(start {fit.start[k]:g}; `{command or 'fphint calibrate'}`)"
+        )
+    doc = dict(raw, params=params, sources=sources)
+    d = Path(out_dir) if out_dir is not None else data_dir() / "guests"
+    return _dump(doc, fit.guest.name, d)
+
+
 def _clean(v: float):
     v = float(v)
     return int(v) if v.is_integer() and abs(v) < 1e15 else float(f"{v:.6g}")
@@ -342,7 +411,9 @@ def _dump(doc: dict, name: str, out_dir) -> Path:
     d = Path(out_dir) if out_dir is not None else data_dir() / "profiles"
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp = d / f".{name}.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)  # whole or absent
     return path
 
 

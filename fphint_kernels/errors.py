@@ -7,3 +7,11 @@ class FphintError(ValueError):
 
 class ScenarioError(FphintError):
     """A scenario parameter is invalid."""
+
+
+class SimulationCancelled(Exception):
+    """A run was cancelled (``simulate(..., cancel=event)`` saw the event set between chunks)."""
+
+
+class InvariantError(RuntimeError):
+    """A run broke one of the model's own invariants (a bug of the model, never of the input)."""

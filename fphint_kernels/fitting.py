@@ -56,6 +56,12 @@ BOUNDS = {
     "zero_fill_ns_per_page": (10.0, 5000.0),
     "write_fault_ns": (100.0, 50000.0),
     "cpu_speed": (0.1, 10.0),
+    "dst_zero_page_ns": (1.0, 5000.0),
+    "dst_normal_page_ns": (50.0, 50000.0),
+    "first_touch_us": (1.0, 20000.0),
+    "hint_apply_us": (0.1, 100.0),
+    "bitmap_lock_ns": (1.0, 5000.0),
+    "alloc_low_first": (0.0, 1.0),
 }
 
 #: The optimisers of :func:`fit_log_params`.

@@ -17,7 +17,10 @@ measured runs of ``fphint qemu migrate`` and ``fphint qemu campaign``).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,14 @@ import xarray as xr
 
 from .errors import FphintError
 
-__all__ = ["ENGINE", "load_dataset", "save_dataset"]
+__all__ = [
+    "ENGINE",
+    "MANIFEST",
+    "deferred_interrupts",
+    "load_dataset",
+    "publish_folder",
+    "save_dataset",
+]
 
 #: The engine of every file the package writes.
 ENGINE = "h5netcdf"
@@ -63,14 +73,89 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         if v.dtype == bool:
             out[name] = v.astype("int8")
     out.attrs = {k: int(v) if isinstance(v, (bool, np.bool_)) else v for k, v in ds.attrs.items()}
-    tmp = path.with_name(f".{path.name}.part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         out.to_netcdf(tmp, engine=ENGINE)
-        os.replace(tmp, path)
+        with deferred_interrupts():
+            os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise FphintError(f"cannot write {path}: {exc.strerror or exc}") from None
+        why = exc.strerror or str(exc).split(" (")[0]
+        raise FphintError(f"cannot write {path}: {why}") from None
+    except BaseException:  # Ctrl-C, SIGTERM: nothing left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold SIGINT and SIGTERM back while the block runs (a few renames that must happen all
+    or none) and raise ``KeyboardInterrupt`` after it if one came.  Outside the main thread,
+    where Python does not handle signals, it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+
+    def hold(signum, frame):
+        got.append(signum)
+
+    old = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt
+
+
+#: the file that a folder of results is complete: written last, lists every file with its size
+#: and SHA-256
+MANIFEST = "manifest.json"
+
+
+def publish_folder(staging: str | os.PathLike, out: str | os.PathLike, meta: dict) -> list[Path]:
+    """Move every file of ``staging`` into ``out`` with a manifest written last.
+
+    The previous run's files (those of its manifest, and any of the same names) are removed
+    first, with the manifest itself first of all, so a folder is either a whole run with its
+    manifest or lacks the manifest; old and new files are never mixed.  Signals are held back
+    during the moves (:func:`deferred_interrupts`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files now in ``out`` (the manifest last).
+    """
+    import hashlib
+    import json
+
+    staging, out = Path(staging), Path(out)
+    names = sorted(p.name for p in staging.iterdir() if p.is_file())
+    files = {}
+    for name in names:
+        data = (staging / name).read_bytes()
+        files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = {**meta, "files": files}
+    (staging / f".{MANIFEST}.part").write_text(json.dumps(manifest, indent=2) + "\n")
+    with deferred_interrupts():
+        old = out / MANIFEST
+        stale = set(names)
+        if old.is_file():
+            try:
+                stale |= set(json.loads(old.read_text()).get("files", {}))
+            except (ValueError, AttributeError, OSError):
+                pass
+            old.unlink()
+        for name in stale:
+            if "/" not in name and name not in (MANIFEST, ""):
+                (out / name).unlink(missing_ok=True)
+        for name in names:
+            os.replace(staging / name, out / name)
+        os.replace(staging / f".{MANIFEST}.part", out / MANIFEST)
+    return [out / n for n in names] + [out / MANIFEST]
 
 
 def load_dataset(path: str | os.PathLike) -> xr.Dataset:

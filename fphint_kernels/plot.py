@@ -26,6 +26,16 @@ Results
 :func:`reproduction_errors`      the reproduction: error of every row, fitted vs predicted
 :func:`measured_vs_simulated`    real QEMU migrations against the simulator, field by field
 
+Studies
+-------
+The Datasets of :mod:`fphint_kernels.studies`:
+
+:func:`study_big_idle_guest`     total time and bytes against guest RAM and RAM in use
+:func:`study_hint_rate`          time saved against the hint worker's time per block
+:func:`study_init_on_alloc`      init_on_alloc 0 and 1, without and with hinting
+:func:`study_designs`            hinting designs side by side, as bars
+:func:`study_non_convergence`    a fast-dirtying guest: hinting and auto-converge
+
 Sizes and times on axes and in labels come from :mod:`fphint_kernels.units`
 (``format_bytes``, ``format_ms``, ``size_unit``, ``time_unit``, also reachable from here).
 """
@@ -41,9 +51,10 @@ from .kernels.layout import NORMAL_RECORD, PAGE_SIZE
 from .units import format_bytes, format_ms, size_unit, time_unit
 
 __all__ = [
-    "compare", "explorer_figure", "format_bytes", "format_ms", "measured_vs_simulated",
+    "cancellation", "compare", "explorer_figure", "format_bytes", "format_ms", "measured_vs_simulated",
     "memory_picture", "page_map", "page_map_rgb", "page_map_rounds", "phases",
-    "published_vs_simulated", "stop_and_copy",
+    "published_vs_simulated", "stop_and_copy", "study_big_idle_guest", "study_designs",
+    "study_hint_rate", "study_init_on_alloc", "study_non_convergence",
     "race", "reproduction_errors", "reproduction_reductions", "rounds", "size_unit", "table",
     "time_unit", "timeline", "use_style",
 ]  # fmt: skip
@@ -1062,6 +1073,116 @@ def compare(runs, keys=("total-time", "downtime", "ram-transferred"), fig=None):
     return fig
 
 
+#: The trajectories a measured run and its simulation share: simulated name -> (measured
+#: column, unit, title).  The measured columns are the harness's ``query-migrate`` polls.
+TRAJECTORY_PANELS = {
+    "transferred": ("transferred", "bytes", "bytes transferred"),
+    "pending": ("pending", "bytes", "bytes still to send (pending)"),
+    "zero-pages-sent": ("qmp-duplicate", "pages", "zero pages sent"),
+    "normal-pages-sent": ("qmp-normal", "pages", "normal pages sent"),
+}
+
+
+def trajectories(measured, simulated, fig=None, title: str | None = None):
+    """A measured migration's ``query-migrate`` trajectories with the simulated ones on top.
+
+    Parameters
+    ----------
+    measured : xarray.Dataset
+        A run measured by the harness (polls every 50 ms on the ``time`` dim, ms from the
+        ``migrate`` command).
+    simulated : xarray.Dataset or sequence of xarray.Dataset
+        :func:`fphint_kernels.simulate` of the same configuration; several (seeds) are drawn
+        as thin lines.
+    fig : matplotlib.figure.Figure, optional
+    title : str, optional
+        Figure title (default: the run's ``config_key``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    sims = [simulated] if hasattr(simulated, "data_vars") else list(simulated)
+    fig = _figure(fig, figsize=(10, 5.6), layout="constrained")
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    tm = np.asarray(measured["time"].values, dtype=float)
+    end = max([tm[-1] if len(tm) else 1.0] + [float(x["time"].values[-1]) for x in sims])
+    div_t, unit_t = time_unit(end)
+    for ax, (name, (col, kind, what)) in zip(axes, TRAJECTORY_PANELS.items(), strict=True):
+        m = np.asarray(measured[col].values, dtype=float) if col in measured else np.full(0, 0.0)
+        peak = max([np.nanmax(m) if m.size and np.isfinite(m).any() else 1.0]
+                   + [float(np.nanmax(x[name].values)) for x in sims if name in x])  # fmt: skip
+        if kind == "bytes":
+            div, unit = size_unit(max(peak, 1.0))
+        else:
+            div, unit = (1e3, "thousand pages") if peak >= 2e4 else (1.0, "pages")
+        if m.size:
+            ax.plot(tm / div_t, m / div, "o", ms=3, color="black", label="measured (50 ms polls)")
+        for i, x in enumerate(sims):
+            if name in x:
+                ax.plot(
+                    np.asarray(x["time"].values, dtype=float) / div_t,
+                    np.asarray(x[name].values, dtype=float) / div,
+                    color=HINT_COLOR,
+                    lw=1.6 if i == 0 else 0.7,
+                    alpha=1.0 if i == 0 else 0.5,
+                    label="simulated" if i == 0 else ("other seeds" if i == 1 else None),
+                )
+        ax.set_title(what)
+        ax.set_ylabel(f"{what.split(' (')[0]} ({unit})")
+        ax.set_ylim(bottom=0)
+    for ax in axes[2:]:
+        ax.set_xlabel(f"time since the migrate command ({unit_t})")
+    axes[0].legend(loc="lower right", fontsize="small")
+    fig.suptitle(title or str(measured.attrs.get("config_key", "")))
+    return fig
+
+
+def pair_ratios(ratios, ax=None, tol: float = 0.30):
+    """Ratio hint / legacy of the total time, measured against simulated, one mark per pair.
+
+    Parameters
+    ----------
+    ratios : pandas.DataFrame
+        :func:`fphint_kernels.qemu.compare.pair_ratios`.
+    ax : matplotlib.axes.Axes, optional
+    tol : float
+        Half-width of the grey band (the target: simulated within 30 % of measured).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = _axes(ax)
+    if ratios.empty:
+        raise ValueError("no configuration pair with both hinting and legacy runs")
+    m = ratios["measured_ratio"].to_numpy(float)
+    s = ratios["simulated_ratio"].to_numpy(float)
+    hi = max(1.5, float(np.nanmax(np.r_[m, s])) * 1.15)
+    lo = min(0.05, float(np.nanmin(np.r_[m, s])) * 0.8)
+    x = np.geomspace(lo, hi, 50)
+    ax.fill_between(x, x * (1 - tol), x * (1 + tol), color="0.85",
+                    label=f"target: simulated within {tol:.0%}")  # fmt: skip
+    ax.plot(x, x, color="black", lw=0.8, label="simulated = measured")
+    ax.axhline(1.0, color="0.6", lw=0.6, ls=":")
+    ax.axvline(1.0, color="0.6", lw=0.6, ls=":")
+    ok = ratios["within"].to_numpy(bool)
+    ax.plot(m[ok], s[ok], "o", color=HINT_COLOR, label="pair within target")
+    ax.plot(m[~ok], s[~ok], "X", color=LEGACY_COLOR, ms=8, label="pair outside target")
+    for _, r in ratios[~ratios["within"]].iterrows():
+        ax.annotate(r["pair"], (r["measured_ratio"], r["simulated_ratio"]), fontsize="x-small",
+                    xytext=(4, -10), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured total time, hinting / legacy (ratio)")
+    ax.set_ylabel("simulated total time, hinting / legacy (ratio)")
+    ax.set_title("what hinting does to the migration time (below 1: faster)")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
 def table(runs, keys=("total-time", "downtime", "ram-transferred", "ram-duplicate", "ram-normal")):
     """Scalar results of named runs as a table, one row per run, units in the column names.
 
@@ -1192,4 +1313,329 @@ def explorer_figure(
             page_map(shown, ax=ax_m)
         else:
             ax_m.set_axis_off()
+    return fig
+
+
+def cancellation(runs, fig=None):
+    """What a cancelled (or failed) migration leaves the guest with.
+
+    Top: the guest's free pages (solid) and the pages its balloon driver holds (dashed) over
+    time, each run in its own colour, the cancel marked by a dotted line.  Below, one memory
+    picture per run: its memory (used, free, held by the balloon) when the migration was
+    cancelled (upper row) and when the run ends, 2 s later (lower row).  With QEMU 4.0's
+    cleanup the hinted blocks stay held; with 5.1's (DONE) they are free again.
+
+    Parameters
+    ----------
+    runs : dict of str to xarray.Dataset
+        Cancelled runs (``cancel_at``), simulated with ``page_map_bins > 0``, by label.
+    fig : matplotlib.figure.Figure, optional
+        Draw on new axes of this figure.
+
+    Returns
+    -------
+    list of matplotlib.axes.Axes
+        The time axes, then one picture axes per run.
+    """
+    import xarray as xr
+
+    if not runs:
+        raise ValueError("cancellation() needs at least one run")
+    for ds in runs.values():
+        _check(ds, "page-map", "page-map-end", "held-pages", "free-pages")
+    fig = _figure(fig, figsize=(8, 3 + 1.1 * len(runs)))
+    grid = fig.add_gridspec(1 + len(runs), 1, height_ratios=[3] + [1] * len(runs))
+    ax = fig.add_subplot(grid[0])
+    axes = [ax]
+    mem = max(_memory_bytes(ds) for ds in runs.values())
+    div, unit = size_unit(mem)
+    for i, (label, ds) in enumerate(runs.items()):
+        color = f"C{i}"
+        t = ds["time"].values / 1000.0
+        lw = 1.0 + 1.5 * (len(runs) - 1 - i)  # the first widest: equal curves stay visible
+        free = ds["free-pages"].values * PAGE_SIZE / div
+        ax.plot(t, free, color=color, linewidth=lw, label=f"{label}: free")
+        held = ds["held-pages"].values * PAGE_SIZE / div
+        ax.plot(t, held, color=color, linewidth=lw, linestyle="--", label=f"{label}: held")
+        ct = float(ds["cancel-time"])
+        if ct >= 0:
+            ax.axvline(ct / 1000.0, color=color, linestyle=":", linewidth=1)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(f"guest memory ({unit})")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small", ncols=2)
+    ax.set_title("guest memory after a cancelled migration (dotted: the cancel)")
+    for i, (label, ds) in enumerate(runs.items()):
+        pm = ds["page-map"].transpose("round", "pfn_bin", "page_state").values
+        rows = np.stack([pm[-1], ds["page-map-end"].values])
+        two = xr.Dataset(
+            {"page-map": (("round", "pfn_bin", "page_state"), rows)},
+            coords={"round": [1, 2], "page_state": ds["page_state"].values},
+        )
+        rgb, _ = page_map_rgb(two)
+        a = fig.add_subplot(grid[1 + i])
+        a.imshow(rgb, aspect="auto", interpolation="nearest", extent=(0, mem / div, 2, 0))
+        a.set_yticks([0.5, 1.5], ["at cancel", "2 s later"])
+        a.set_title(label, fontsize="small", loc="left")
+        axes.append(a)
+    axes[-1].set_xlabel(f"guest physical address ({unit})")
+    _state_legend(axes[-1], ("used", "free", "held", "sent", "skipped"), loc="upper center",
+                  bbox_to_anchor=(0.5, -0.6), ncols=5, fontsize="small")  # fmt: skip
+    fig.subplots_adjust(hspace=0.6)
+    return axes
+
+
+# ---- studies (fphint_kernels.studies) -------------------------------------------------------
+
+#: colour and line of each hinting design in the studies' figures
+DESIGN_STYLE = {
+    "none": {"color": LEGACY_COLOR, "ls": "--", "label": "none (legacy pre-copy)"},
+    "fph": {"color": HINT_COLOR, "ls": "-", "label": "fph (free page hinting, 4.20)"},
+    "report-in-place": {
+        "color": "#009E73",
+        "ls": "-.",
+        "label": "report-in-place (series up to v34)",
+    },
+    "reporting": {"color": "#CC79A7", "ls": ":", "label": "reporting (free page reporting, 5.7)"},
+    "oracle": {"color": "#000000", "ls": (0, (1, 1)), "label": "oracle (upper bound)"},
+}
+
+
+#: axis labels of study results
+STUDY_LABELS = {
+    "total-time": "total time",
+    "ram-transferred": "bytes sent",
+    "downtime": "downtime",
+    "held-bytes-max": "guest memory held by the balloon, most",
+    "guest-overhead-time": "guest vCPU time lost to migration",
+}
+
+
+def _design_style(name: str, i: int = 0) -> dict:
+    return dict(
+        DESIGN_STYLE.get(name, {"color": EXTRA_COLORS[i % 5], "ls": "-", "label": str(name)})
+    )
+
+
+def _seed_mean(ds):
+    return ds.mean("seed") if "seed" in ds.dims else ds
+
+
+def study_big_idle_guest(ds, fig=None, downtime_limit=None):
+    """:func:`fphint_kernels.studies.big_idle_guest`: total time and bytes sent against guest
+    RAM, one colour per share of RAM in use, dashed without hinting, solid with it.
+
+    ``downtime_limit`` (ms) picks the limit drawn (default: the smallest in ``ds``).
+    """
+    m = _seed_mean(ds)
+    dl = float(m["downtime_limit"].min()) if downtime_limit is None else float(downtime_limit)
+    m = m.sel(downtime_limit=dl)
+    unfinished = (ds["status"] != "completed").sel(downtime_limit=dl)
+    if "seed" in unfinished.dims:
+        unfinished = unfinished.any("seed")
+    fig = _figure(fig, figsize=(10, 4.2), layout="constrained")
+    ax_t, ax_b = fig.subplots(1, 2)
+    mem = m["memory"].values.astype(float)
+    gib = mem / (1 << 30)
+    colors = ("#56B4E9", "#0072B2", "#E69F00", "#D55E00", "#000000", "#009E73")
+    for i, use in enumerate(m["in_use"].values):
+        for h in m["hinting"].values:
+            st = _design_style(str(h))
+            p = m.sel(in_use=use, hinting=h)
+            kw = {"color": colors[i % len(colors)], "ls": st["ls"], "marker": "o", "ms": 3}
+            ax_t.plot(gib, p["total-time"].values / 1000, **kw)
+            ax_b.plot(gib, p["ram-transferred"].values / (1 << 30), **kw)
+            bad = unfinished.sel(in_use=use, hinting=h).values
+            if bad.any():
+                ax_t.plot(gib[bad], p["total-time"].values[bad] / 1000, "x", color="k", ms=8)
+    for ax in (ax_t, ax_b):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("guest RAM (GiB)")
+    ax_t.set_ylabel("total time (s)")
+    ax_b.set_ylabel("bytes sent (GiB)")
+    ax_t.set_title(f"migration time, downtime limit {format_ms(dl)}")
+    ax_b.set_title("bytes on the wire")
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], color=colors[i % len(colors)], marker="o", ms=3, label=f"{u:.0%} in use")
+        for i, u in enumerate(m["in_use"].values)
+    ]
+    handles += [
+        Line2D([], [], color="0.3", ls=_design_style(str(h))["ls"],
+               label=_design_style(str(h))["label"])
+        for h in m["hinting"].values
+    ]  # fmt: skip
+    if unfinished.any():
+        handles.append(Line2D([], [], color="k", marker="x", ls="none", ms=8,
+                              label="not finished within max-time"))  # fmt: skip
+    ax_b.legend(handles=handles, loc="upper left", fontsize="small")
+    old = ds.attrs.get("old_data")
+    if old is not None:
+        fig.suptitle(
+            f"A mostly idle guest; {float(old):.0%} of its free memory holds old data "
+            "(the rest was never written)",
+            fontsize="medium",
+        )
+    return fig
+
+
+def study_hint_rate(ds, ax=None):
+    """:func:`fphint_kernels.studies.hint_rate`: share of the total time hinting saves against
+    the hint worker's time per 4 MiB block, one line per bandwidth; the dotted vertical line of
+    each colour is the sender's wire time for one 4 MiB block of old data at that bandwidth, the
+    dashed grey one its time for a 4 MiB block of never-written memory (zero pages)."""
+    m = _seed_mean(ds)
+    ax = _axes(ax, figsize=(8, 4.5))
+    x = m["hint_block_us"].values
+    for i, bw in enumerate(m["max_bandwidth"].values):
+        c = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00")[i % 5]
+        s = m["total-time-saving"].sel(max_bandwidth=bw, hinting="fph").values * 100
+        div, unit = size_unit(float(bw))
+        ax.plot(x, s, marker="o", ms=4, color=c, label=f"max-bandwidth {bw / div:g} {unit}/s")
+        ax.axvline(float(m["sender-block-us"].sel(max_bandwidth=bw)), color=c, ls=":", lw=1)
+    if "sender-zero-block-us" in m:
+        ax.axvline(float(m["sender-zero-block-us"]), color="0.4", ls="--", lw=1)
+        ax.plot([], [], color="0.4", ls="--", lw=1,
+                label="sender's time per 4 MiB block of zero pages")  # fmt: skip
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("hint worker's vCPU time per 4 MiB block (µs)")
+    ax.set_ylabel("total time saved by hinting (%)")
+    mem = ds.attrs.get("memory")
+    fill = ds.attrs.get("fill")
+    what = f"{format_bytes(mem)} guest, {float(fill):.0%} of RAM old data" if mem else ""
+    ax.set_title(f"Where hinting stops paying off ({what})" if what else "hint rate")
+    ax.plot([], [], color="0.3", ls=":", lw=1, label="sender's time per 4 MiB block of old data")
+    ax.legend(fontsize="small")
+    return ax.figure
+
+
+def study_init_on_alloc(ds, fig=None, workload=None):
+    """:func:`fphint_kernels.studies.init_on_alloc`: total time, bytes sent and guest CPU
+    against guest RAM for ``init_on_alloc`` 0 (2018) and 1 (today), without and with hinting.
+    ``workload`` picks the workload drawn (default: the last in ``ds``)."""
+    m = _seed_mean(ds)
+    wl = str(m["workload"].values[-1]) if workload is None else workload
+    m = m.sel(workload=wl)
+    fig = _figure(fig, figsize=(12, 4), layout="constrained")
+    axes = fig.subplots(1, 3)
+    gib = m["memory"].values / (1 << 30)
+    marks = {False: "o", True: "s"}
+    for ioa in m["init_on_alloc"].values:
+        for h in m["hinting"].values:
+            st = _design_style(str(h))
+            p = m.sel(init_on_alloc=ioa, hinting=h)
+            kw = {"color": st["color"], "ls": st["ls"] if not ioa else "-", "marker": marks[bool(ioa)],
+                  "mfc": "none" if ioa else st["color"], "alpha": 1.0 if not ioa else 0.7,
+                  "label": f"{h}, init_on_alloc={int(ioa)}"}  # fmt: skip
+            axes[0].plot(gib, p["total-time"].values / 1000, **kw)
+            axes[1].plot(gib, p["ram-transferred"].values / (1 << 30), **kw)
+            axes[2].plot(gib, p["guest-overhead-time"].values, **kw)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("guest RAM (GiB)")
+    axes[0].set_ylabel("total time (s)")
+    axes[1].set_ylabel("bytes sent (GiB)")
+    axes[2].set_ylabel("guest vCPU time lost to migration (ms)")
+    axes[0].set_yscale("log")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(
+        f"{wl} guest; filled marks: init_on_alloc=0 (2018), hollow marks: init_on_alloc=1 "
+        "(today: the guest zeroes the blocks it hints)",
+        fontsize="medium",
+    )
+    return fig
+
+
+def study_designs(ds, fig=None, keys=None):
+    """:func:`fphint_kernels.studies.designs`: one panel per result, one group of bars per
+    workload, one bar per design (mean over seeds; the whisker spans the seeds)."""
+    keys = keys or ("total-time", "ram-transferred", "downtime", "held-bytes-max",
+                    "guest-overhead-time")  # fmt: skip
+    keys = [k for k in keys if k in ds]
+    fig = _figure(fig, figsize=(3.0 * len(keys) + 0.5, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    designs = [str(h) for h in ds["hinting"].values]
+    wls = [str(w) for w in ds["workload"].values]
+    width = 0.8 / len(designs)
+    x = np.arange(len(wls))
+    for ax, key in zip(axes, keys, strict=True):
+        da = ds[key]
+        units = da.attrs.get("units", "")
+        top = float(da.max()) if np.isfinite(float(da.max())) else 1.0
+        if units == "bytes":
+            div, unit = size_unit(max(top, 1.0))
+        elif units == "ms":
+            div, unit = time_unit(top)
+        else:
+            div, unit = 1.0, units
+        for i, h in enumerate(designs):
+            st = _design_style(h, i)
+            v = da.sel(hinting=h)
+            mean = (v.mean("seed") if "seed" in v.dims else v).values / div
+            lo = (v.min("seed") if "seed" in v.dims else v).values / div
+            hi = (v.max("seed") if "seed" in v.dims else v).values / div
+            ax.bar(x + (i - (len(designs) - 1) / 2) * width, mean, width, color=st["color"],
+                   label=st["label"], yerr=np.clip([mean - lo, hi - mean], 0, None),
+                   capsize=2)  # fmt: skip
+        ax.set_xticks(x, wls, rotation=20)
+        ax.set_xlabel("workload")
+        ax.set_ylabel(f"{STUDY_LABELS.get(key, key)} ({unit})")
+        ax.grid(axis="x", visible=False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(designs), 5),
+               fontsize="small")  # fmt: skip
+    mem = ds.attrs.get("memory")
+    if mem:
+        fig.suptitle(f"Designs side by side, {format_bytes(mem)} guest", fontsize="medium")
+    return fig
+
+
+def study_non_convergence(ds, fig=None):
+    """:func:`fphint_kernels.studies.non_convergence`: total time (left; an ``x`` marks runs
+    that did not converge before ``max_time``), downtime and the auto-converge throttle (right)
+    against the size of the buffer the guest rewrites in a loop, one line per hinting design and
+    auto-converge setting; the dotted line is bandwidth x downtime limit, the most that may be
+    left for the stop-and-copy."""
+    m = _seed_mean(ds)
+    fig = _figure(fig, figsize=(12, 4), layout="constrained")
+    axes = fig.subplots(1, 3)
+    size = m["dirty_bytes"].values / (1 << 20)
+    for h in m["hinting"].values:
+        st = _design_style(str(h))
+        for ac in m["auto_converge"].values:
+            p = m.sel(hinting=h, auto_converge=ac)
+            kw = {"color": st["color"], "ls": st["ls"], "marker": "s" if ac else "o", "ms": 4,
+                  "mfc": "none" if ac else st["color"],
+                  "label": f"{h}, auto-converge {'on' if ac else 'off'}"}  # fmt: skip
+            axes[0].plot(size, p["total-time"].values / 1000, **kw)
+            bad = p["converged"].values < 1
+            axes[0].plot(size[bad], p["total-time"].values[bad] / 1000, "x", color="k", ms=8)
+            axes[1].plot(size, p["downtime"].values, **kw)
+            axes[2].plot(size, p["cpu-throttle-percentage"].values, **kw)
+    threshold = ds.attrs.get("threshold_bytes")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("buffer rewritten in a loop (MiB)")
+        if threshold:
+            ax.axvline(float(threshold) / (1 << 20), color="0.4", ls=":", lw=1)
+    axes[0].set_ylabel("total time (s)")
+    axes[1].set_ylabel("downtime (ms)")
+    axes[2].set_ylabel("vCPU throttle at the end (%)")
+    axes[0].plot([], [], "x", color="k", label="not converged (stopped at max-time)")
+    if threshold:
+        axes[0].plot([], [], color="0.4", ls=":", lw=1, label="bandwidth x downtime limit")
+    axes[0].legend(fontsize="small")
+    mt = ds.attrs.get("max_time_ms")
+    mem = ds.attrs.get("memory")
+    period = ds.attrs.get("dirty_interval_ms")
+    if mt and mem and period:
+        fig.suptitle(
+            f"A {format_bytes(mem)} guest rewriting a buffer every {format_ms(period)} "
+            f"(runs stop at {format_ms(mt)})",
+            fontsize="medium",
+        )
     return fig

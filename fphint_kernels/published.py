@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import HostProfile, Scenario, Workload, data_dir
+from .config import Guest, HostProfile, Scenario, Workload, data_dir
 from .errors import FphintError
 from .units import parse_size
 
@@ -186,7 +186,7 @@ class Config:
         mem = parse_size(self.memory, what="memory", default_unit="M")
         if not fast:
             return mem
-        need = 2 * Workload.load(self.workload).min_memory()
+        need = 2 * Workload.load(self.workload).min_memory(Guest.load("testbed-2018"))
         gib = 1 << 30
         return min(mem, max(mem // 8, -(-need // gib) * gib))
 

@@ -11,6 +11,8 @@ Also the tables and the ipywidgets control of ``notebooks/01_reproduce_the_threa
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,8 +20,9 @@ import numpy as np
 import xarray as xr
 
 from . import plot
+from .errors import FphintError
 from .experiments import build_time_table, table
-from .io import save_dataset
+from .io import publish_folder, save_dataset
 from .published import calibration_of
 from .units import format_number, parse_size
 
@@ -357,6 +360,11 @@ def write_report(
 ) -> list[Path]:
     """Write ``report.md``, the PNG figures, ``reproduction.nc`` and ``table.json``.
 
+    Everything is written into a temporary folder inside ``out_dir`` first, then moved into
+    place with ``manifest.json`` (every file's size and SHA-256) written last
+    (:func:`fphint_kernels.io.publish_folder`): a folder with a manifest is one whole run; an
+    interrupted run leaves the previous one as it was.
+
     Parameters
     ----------
     res : xarray.Dataset
@@ -377,24 +385,39 @@ def write_report(
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plot.use_style()
-    written = [save_dataset(res, out / "reproduction.nc")]
-    figures = []
-    for name, fn in (
-        ("total-time.png", plot.published_vs_simulated),
-        ("reductions.png", plot.reproduction_reductions),
-        ("errors.png", plot.reproduction_errors),
-    ):
-        fig = fn(res)
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        figures.append(name)
-        written.append(out / name)
-    (out / "table.json").write_text(json.dumps(table(res), indent=2) + "\n")
-    written.append(out / "table.json")
-    (out / "report.md").write_text(markdown_report(res, runtime_s, figures))
-    written.insert(0, out / "report.md")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".reproduce-", dir=out))
+    except OSError as exc:
+        raise FphintError(f"cannot write in {out}: {exc.strerror or exc}") from None
+    try:
+        plot.use_style()
+        save_dataset(res, staging / "reproduction.nc")
+        figures = []
+        for name, fn in (
+            ("total-time.png", plot.published_vs_simulated),
+            ("reductions.png", plot.reproduction_reductions),
+            ("errors.png", plot.reproduction_errors),
+        ):
+            fig = fn(res)
+            fig.savefig(staging / name, dpi=110)
+            plt.close(fig)
+            figures.append(name)
+        (staging / "table.json").write_text(json.dumps(table(res), indent=2) + "\n")
+        (staging / "report.md").write_text(markdown_report(res, runtime_s, figures))
+        from ._version import __version__
+
+        meta = {
+            "what": "fphint reproduce",
+            "engine": f"fphint_kernels {__version__}",
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        written = publish_folder(staging, out, meta)
+    except OSError as exc:
+        raise FphintError(f"cannot write in {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    written.sort(key=lambda p: p.name != "report.md")  # report.md first
     return written
 
 

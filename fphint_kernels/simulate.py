@@ -8,19 +8,24 @@ the results in the vocabulary of :mod:`fphint_kernels.variables`.
 from __future__ import annotations
 
 import math
+import numbers
+import os
+import time
 from collections.abc import Iterable
 
 import numpy as np
 
+from .config import Guest as GuestDescription
 from .config import HostProfile, Scenario
-from .errors import ScenarioError
+from .errors import InvariantError, ScenarioError, SimulationCancelled
 from .feedback import announce_compile, kernels_cold
 from .kernels import layout as S
 from .kernels.bitmap import popcount, words_for
 from .kernels.buddy import buddy_add_range, new_buddy
 from .kernels.engine import run, start
-from .kernels.layout import PAGE_SIZE, Guest, HintChannel, Recorders, Workload
+from .kernels.layout import PAGE_SIZE, Guest, HintChannel, Host, Recorders, Workload
 from .kernels.lost_check import count_lost
+from .kernels.recorders import page_map_snapshot
 from .kernels.rng import seed_streams
 from .kernels.workload import workload_init
 from .variables import PAGE_STATES, SPECS, make_dataset
@@ -30,9 +35,23 @@ STATUS = {
     S.NOT_CONVERGED: "not-converged",
     S.FAILED: "failed",
     S.RUNNING: "running",
+    S.CANCELLED: "cancelled",
 }
-FAILURES = {S.FAIL_NONE: "", S.FAIL_OOM: "guest out of memory"}
+DESIGNS = {
+    "none": S.D_NONE,
+    "fph": S.D_FPH,
+    "report-in-place": S.D_RIP,
+    "reporting": S.D_REPORTING,
+    "oracle": S.D_ORACLE,
+}
 ROUND_CAP = 20000
+FAILURES = {
+    S.FAIL_NONE: "",
+    S.FAIL_OOM: "guest out of memory",
+    S.FAIL_ROUNDS: f"stopped after {ROUND_CAP:,} rounds (the round recorder is full)",
+}
+#: the guest's boot draws where physical KASLR puts the kernel from its own random stream
+KASLR_STREAM = 0x6B61736C72
 MAP_ROUND_CAP = 256
 RELEASE = {"done": S.REL_DONE, "shrinker": S.REL_SHRINKER, "after-pass": S.REL_AFTER_PASS}
 POISON = {"off": 0, "zero": 1, "pattern": 2}
@@ -58,12 +77,26 @@ def watermarks(managed_pages: int) -> tuple[int, int, int]:
     return wmin, wmin + tmp, wmin + 2 * tmp
 
 
+def reporting_enabled(scenario: Scenario) -> bool:
+    """Whether the guest reports free pages (Linux ``virtballoon_validate``, 5.9+: reporting is
+    turned off when the guest poisons or zeroes freed pages and the device does not know the
+    value, i.e. lacks ``VIRTIO_BALLOON_F_PAGE_POISON``)."""
+    fills = scenario.page_poison != "off" or scenario.init_on_free
+    return not (fills and not scenario.poison_val)
+
+
 def build_params(
-    scenario: Scenario, profile: HostProfile, trace_interval_ms: float, step_ms: float
+    scenario: Scenario,
+    profile: HostProfile,
+    guest: GuestDescription,
+    trace_interval_ms: float,
+    step_ms: float,
 ) -> tuple[np.ndarray, dict]:
     """The parameter record of the kernels, and the sizes of the guest's initial state and of
     its arrays (``rss_cap``: blocks of the largest job)."""
     wl = scenario.load_workload().params
+    mem = scenario.memory_layout(guest)
+    gp = guest.params
     hp = profile.params
     n = scenario.nr_pages
     speed = hp["cpu_speed"]
@@ -71,9 +104,17 @@ def build_params(
     r = prm[0]
     r["downtime_limit"] = scenario.downtime_limit
     r["max_bandwidth"] = scenario.max_bandwidth
-    r["hint"] = int(scenario.hint)
+    design = DESIGNS[scenario.hinting]
+    r["design"] = design
+    # the balloon's free page protocol (command ids, START/STOP, hints applied by the host)
+    r["hint"] = int(design in (S.D_FPH, S.D_RIP))
+    r["hint_order"] = scenario.block_order
     r["init_on_alloc"] = int(scenario.init_on_alloc)
+    r["init_on_free"] = int(scenario.init_on_free)
     r["poison"] = POISON[scenario.page_poison]
+    r["poison_val"] = int(scenario.poison_val)
+    r["cancel_at"] = scenario.cancel_at if scenario.cancel_at is not None else np.inf
+    r["cancel_done"] = int(scenario.cancel_cleanup == "qemu-5.1")
     r["release"] = RELEASE[scenario.hint_release]
     r["auto_converge"] = int(scenario.auto_converge)
     r["faults"] = sum(FAULT_BITS[f] for f in scenario.faults)
@@ -87,11 +128,31 @@ def build_params(
     r["t_sync"] = hp["sync_ns_per_page"] * n / 1e6 / speed
     r["setup_ms"] = (hp["setup_fixed_ms"] + hp["setup_ns_per_page"] * n / 1e6) / speed
     r["t_switchover"] = hp["switchover_fixed_ms"] / speed
-    r["hint_block_ns"] = hp["hint_block_us"] * 1e3 / speed
-    r["hint_start_ms"] = hp["hint_start_ms"] / speed
     r["hint_latency_ms"] = hp["hint_host_latency_ms"] / speed
-    r["zero_fill_ns"] = hp["zero_fill_ns_per_page"] / speed
     r["cpu_speed"] = speed
+    # the host: contention, the destination, the stream, the dirty bitmap's lock
+    r["host_cpus"] = hp["host_cpus"] if hp["host_cpus"] > 0 else np.inf
+    r["background"] = hp["background_threads"]
+    r["t_dst_zero"] = hp["dst_zero_page_ns"] / 1e6 / speed
+    r["t_dst_normal"] = hp["dst_normal_page_ns"] / 1e6 / speed
+    r["t_first_touch"] = hp["first_touch_us"] / 1e3 / speed
+    r["region_shift"] = 9 if hp["host_page_kib"] == 2048 else 0
+    r["stream_bytes"] = hp["stream_buffer_bytes"] if hp["stream_buffer_bytes"] > 0 else np.inf
+    r["bitmap_lock"] = int(hp["bitmap_lock"])
+    r["t_lock"] = hp["bitmap_lock_ns"] / 1e6 / speed
+    r["t_hint_apply"] = hp["hint_apply_us"] / 1e3 / speed
+    r["boundary_hints"] = hp["boundary_hints"]
+    r["boundary_drain_p"] = hp["boundary_drain_p"]
+    r["setup_jitter_ms"] = hp["setup_jitter_ms"] / speed
+    # the guest's vCPUs (their work runs on the host's CPUs: divided by its speed)
+    r["vcpus"] = scenario.vcpus
+    r["hint_block_ns"] = gp["hint_block_us"] * 1e3 / speed
+    r["hint_start_ms"] = gp["hint_start_ms"] / speed
+    r["hint_start_jitter_ms"] = gp["hint_start_jitter_ms"] / speed
+    r["zero_fill_ns"] = gp["zero_fill_ns_per_page"] / speed
+    r["write_fault_ms"] = gp["write_fault_ns"] / 1e6 / speed
+    r["store_ms"] = gp["store_ns_per_page"] / 1e6 / speed
+    r["guest_busy"] = min(float(wl["jobs"]), float(scenario.vcpus))
     r["intensity"] = wl["intensity"]
     r["bg_rate"] = wl["background_dirty_pages_per_s"] / 1e3
     r["bg_hot"] = max(1, int(wl["background_hot"]) // PAGE_SIZE)
@@ -110,15 +171,18 @@ def build_params(
     r["pc_rate"] = wl["pagecache_rate"] / PAGE_SIZE / (1 << pc_order) / 1e3
     r["dl_interval"] = max(1e-3, wl["dirty_interval_ms"])
     layout = {
-        "reserved_low": int(wl["reserved_low"]) // PAGE_SIZE,
-        "memmap": int(math.ceil(n * wl["memmap_bytes_per_page"] / PAGE_SIZE)),
-        "base": int(wl["base_used"]) // PAGE_SIZE,
-        "pagecache": int(wl["pagecache_initial"]) // PAGE_SIZE,
-        "touched": int(wl["touched_free"]) // PAGE_SIZE + int(wl["fill"] * n),
+        "reserved_low": int(mem["reserved_low"]) // PAGE_SIZE,
+        "low_span": int(mem["low_span"]) // PAGE_SIZE,
+        "low_used": int(mem["low_used"]) // PAGE_SIZE,
+        "kaslr_image": int(mem["kaslr_image"]) // PAGE_SIZE,
+        "memmap": int(math.ceil(n * mem["memmap_bytes_per_page"] / PAGE_SIZE)),
+        "base": int(mem["base_used"]) // PAGE_SIZE,
+        "pagecache": int(mem["pagecache_initial"]) // PAGE_SIZE,
+        "touched": int(mem["touched_free"]) // PAGE_SIZE + int(wl["fill"] * n),
         "dirty_loop": int(wl["dirty_bytes"]) // PAGE_SIZE,
         "rss_cap": (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1,
     }
-    if layout["reserved_low"] + layout["memmap"] >= n:
+    if layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["memmap"] >= n:
         raise ScenarioError("memory: too small for the kernel's reserved memory and memmap")
     return prm, layout
 
@@ -131,20 +195,24 @@ class _Run:
         self,
         scenario: Scenario,
         profile: HostProfile,
+        guest: GuestDescription,
         trace_interval_ms: float,
         page_map_bins: int,
         step_ms: float,
     ):
         n = scenario.nr_pages
         self.n = n
-        self.prm, lay = build_params(scenario, profile, trace_interval_ms, step_ms)
+        self.prm, lay = build_params(scenario, profile, guest, trace_interval_ms, step_ms)
         prm = self.prm[0]
-        self.write_fault_ns = profile.params["write_fault_ns"] / profile.params["cpu_speed"]
+        self.write_fault_ns = prm["write_fault_ms"] * 1e6
         st = S.new_state()
         self.st = st
         s = st[0]
         s["n"] = n
         s["reserved_low"] = lay["reserved_low"]
+        s["low_span"] = lay["low_span"]
+        s["low_used"] = lay["low_used"]
+        s["alloc_low"] = int(guest.params["alloc_low_first"] > 0)
         s["memmap_start"] = n - lay["memmap"]
         s["host_status"] = S.S_STOP
         s["host_cmd"] = S.CMD_ID_MIN - 1
@@ -160,7 +228,18 @@ class _Run:
             bm[S.BM_BMAP, -1] = np.uint64((1 << (n & 63)) - 1)
         s["pending"] = n
         buddy = new_buddy(n)
-        buddy_add_range(s, buddy, s["reserved_low"], s["memmap_start"])
+        lo = s["reserved_low"] + s["low_span"]
+        img = lay["kaslr_image"]
+        if img:
+            # physical KASLR: a random 2 MiB-aligned slot between the low memory and the memmap
+            slots = max(1, (s["memmap_start"] - img - lo) >> 9)
+            draw = np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots)
+            s["img_start"] = ((lo + 511) >> 9 << 9) + (int(draw) << 9)
+            s["img_pages"] = img
+            buddy_add_range(s, buddy, lo, s["img_start"])
+            buddy_add_range(s, buddy, s["img_start"] + img, s["memmap_start"])
+        else:
+            buddy_add_range(s, buddy, lo, s["memmap_start"])
         wmin, wlow, whigh = watermarks(int(s["nr_free_pages"]))
         s["wmark_min"], s["wmark_low"], s["wmark_high"] = wmin, wlow, whigh
         jobs = int(prm["jobs"])
@@ -169,13 +248,14 @@ class _Run:
             bm=bm,
             ver_src=np.zeros(n, dtype=np.uint32),
             ver_dst=np.zeros(n, dtype=np.uint32),
-            held_blocks=np.zeros((n >> S.HINT_ORDER) + 1, dtype=np.int64),
+            held_blocks=np.zeros((n >> int(prm["hint_order"])) + 1, dtype=np.int64),
             pc_ring=np.zeros(max(1, n >> int(prm["pc_order"])), dtype=np.int32),
         )
+        rngs = seed_streams(scenario.seed, 3)  # 0 the workload, 1 the initial state, 2 the host
         self.workload = Workload(
             base_pool=np.zeros(lay["base"], dtype=np.int32),
             dl_pool=np.zeros(lay["dirty_loop"], dtype=np.int32),
-            rngs=seed_streams(scenario.seed, 2),
+            rngs=rngs[:2].copy(),
             job_age=np.zeros(jobs),
             job_life=np.zeros(jobs),
             job_target=np.zeros(jobs, dtype=np.int64),
@@ -187,10 +267,34 @@ class _Run:
             kind=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
             pfn=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
             cmd=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
+            order=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
             ready=np.zeros(S.QUEUE_SIZE),
             stale=np.zeros(S.QUEUE_SIZE, dtype=np.int64),
         )
+        regions = (n >> int(prm["region_shift"])) + 1
+        # the ring of stream checkpoints: the live ones span at most the stream and the bytes
+        # sent since the last wait for room (one batch of 64 normal pages), one every
+        # CHECKPOINT_BYTES or more apart, so at most stream // CHECKPOINT_BYTES + 6 of them
+        k = 6
+        if np.isfinite(prm["stream_bytes"]):
+            k += int(prm["stream_bytes"]) // S.CHECKPOINT_BYTES
+        self.host = Host(
+            dst_touched=np.zeros(words_for(regions), dtype=np.uint64),
+            src_touched=np.zeros(words_for(regions), dtype=np.uint64),
+            ck_bytes=np.zeros(k, dtype=np.int64),
+            ck_time=np.zeros(k),
+            rng=rngs[2].copy(),
+        )
+        s["share"] = 1.0
+        s["ck_next"] = S.CHECKPOINT_BYTES
         ntrace = int(math.ceil(scenario.max_time / trace_interval_ms)) + 2
+        if scenario.cancel_at is not None:  # the guest is followed after the cancel
+            ntrace += int(math.ceil(S.AFTER_CANCEL_MS / trace_interval_ms)) + 2
+        s["rep_next"] = -1.0
+        if prm["design"] == S.D_REPORTING and reporting_enabled(scenario):
+            # page_reporting_register: the first pass is due PAGE_REPORTING_DELAY after the
+            # request, here the start of the migration (memory freed just before it)
+            s["rep_next"] = S.REPORTING_DELAY
         bins = int(page_map_bins)
         self.rec = Recorders(
             trace=np.zeros((ntrace, S.N_TRACE)),
@@ -202,34 +306,141 @@ class _Run:
         # scratch for the touched blocks: taken largest first, so about one row per 4 MiB
         tmp = np.zeros(((lay["touched"] >> S.MAX_ORDER) + 4096, 2), dtype=np.int64)
         workload_init(s, prm, self.guest, self.workload, lay["touched"], lay["pagecache"], tmp)
+        # the source's guest RAM holds on the host what the guest has written so far
+        mark_regions(bm[S.BM_NONZERO], self.host.src_touched, int(prm["region_shift"]))
         self.zero_at_start = n - popcount(bm[S.BM_NONZERO])
         self.free_at_start = int(s["nr_free_pages"])
         if s["status"] == S.RUNNING:
-            start(s, prm)
+            start(s, prm, self.host)
 
     def state_bytes(self) -> int:
         """Bytes of per-page engine state (the arrays that grow with the guest)."""
         return int(sum(a.nbytes for a in self.guest)) + self.rec.pm_free.nbytes
 
     def advance(self, stop_at: float) -> None:
-        s = self.st[0]
-        if s["status"] != S.RUNNING:
+        if not self.running:
             return
-        run(s, self.prm[0], self.guest, self.workload, self.hints, self.rec, float(stop_at))
+        s = self.st[0]
+        run(
+            s, self.prm[0], self.guest, self.workload, self.hints, self.rec, self.host,
+            float(stop_at),
+        )  # fmt: skip
 
     @property
     def running(self) -> bool:
-        return self.st[0]["status"] == S.RUNNING
+        """The engine has more to do: the migration runs, or it was cancelled and the guest
+        is followed for ``AFTER_CANCEL_MS`` more."""
+        s = self.st[0]
+        if s["status"] == S.RUNNING:
+            return True
+        return bool(s["status"] == S.CANCELLED and s["now"] < s["cancel_time"] + S.AFTER_CANCEL_MS)
+
+    @property
+    def now(self) -> float:
+        return float(self.st[0]["now"])
+
+
+#: wall time one call into the engine aims at: signals (Ctrl-C) and ``cancel`` are seen
+#: between calls
+CHUNK_WALL_S = 0.1
+
+
+def _advance_in_chunks(rn: _Run, end: float, cancel=None, bar=None) -> None:
+    """Run ``rn`` to its end in chunks of simulated time sized so that each takes about
+    :data:`CHUNK_WALL_S` of wall time; between chunks Python handles signals (a
+    ``KeyboardInterrupt`` stops the run) and ``cancel`` is checked."""
+    chunk = 20.0  # ms of simulated time; adapted to the wall time each chunk takes
+    shown = 0
+    while rn.running:
+        t0 = time.perf_counter()
+        rn.advance(min(rn.now + chunk, end))
+        wall = time.perf_counter() - t0
+        if cancel is not None and cancel.is_set():
+            raise SimulationCancelled("the run was cancelled")
+        if bar is not None:
+            done = int(rn.now // 1000)
+            bar.update(done - shown)
+            shown = done
+        scale = CHUNK_WALL_S / wall if wall > 0 else 4.0
+        chunk = min(max(chunk * min(4.0, max(0.25, scale)), 1.0), 600_000.0)
+
+
+def _available_bytes() -> int:
+    """Memory this process may still take (``MemAvailable``), or 0 when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX
+        return 0
+
+
+def memory_estimate(
+    scenario: Scenario, trace_interval_ms: float = 10.0, page_map_bins: int = 0
+) -> dict:
+    """Bytes a run will allocate, by what they grow with (checked before allocating).
+
+    Returns
+    -------
+    dict
+        ``pages`` (per-page engine state, about 12 bytes a page, and the result's copies),
+        ``trace`` (one row per ``trace_interval_ms`` up to ``max_time``, held twice while the
+        Dataset is made), ``page_map`` (256 rounds x bins x states) and ``total``.
+    """
+    n = scenario.nr_pages
+    ntrace = math.ceil(scenario.max_time / trace_interval_ms) + 2
+    out = {
+        "pages": 14.0 * n,
+        "trace": 2.0 * ntrace * (S.N_TRACE + 1) * 8,
+        "page_map": 2.0 * MAP_ROUND_CAP * page_map_bins * S.N_PM * 8,
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def _check_memory(scenario: Scenario, trace_interval_ms: float, page_map_bins: int) -> None:
+    est = memory_estimate(scenario, trace_interval_ms, page_map_bins)
+    avail = _available_bytes()
+    if not avail or est["total"] <= 0.8 * avail:
+        return
+    what = max(("pages", "trace", "page_map"), key=lambda k: est[k])
+    change = {
+        "pages": "memory (a smaller guest)",
+        "trace": "max-time (or a longer trace_interval_ms)",
+        "page_map": "page_map_bins",
+    }[what]
+    gib = 1 << 30
+    raise ScenarioError(
+        f"{change.split(' ')[0]}: this run needs about {est['total'] / gib:.1f} GiB "
+        f"({what.replace('_', '-')} {est[what] / gib:.1f} GiB), more than the "
+        f"{avail / gib:.1f} GiB this machine has available; lower {change}"
+    )
+
+
+def _positive(value, what: str, lo: float, hi: float) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ScenarioError(f"{what}: a number from {lo:g} to {hi:g}, got {value!r}")
+    v = float(value)
+    if not lo <= v <= hi:
+        raise ScenarioError(f"{what}: a number from {lo:g} to {hi:g}, got {value!r}")
+    return v
 
 
 def simulate(
     scenario: Scenario,
     *,
     profile: HostProfile | None = None,
+    guest: GuestDescription | None = None,
     trace_interval_ms: float = 10.0,
     page_map_bins: int = 0,
     step_ms: float = 1.0,
     progress: bool = False,
+    cancel=None,
 ):
     """Simulate one pre-copy migration of ``scenario``.
 
@@ -239,6 +450,9 @@ def simulate(
         What to migrate and how (validated on construction).
     profile : HostProfile, optional
         Host costs; default: ``HostProfile.load(scenario.profile)``.
+    guest : config.Guest, optional
+        The guest's description; default: ``scenario.load_guest()`` (calibration passes one
+        held in memory).
     trace_interval_ms : float
         Sampling period of the per-time trace (dim ``time``).
     page_map_bins : int
@@ -248,11 +462,23 @@ def simulate(
         Step in which guest and migration thread alternate (the race's time resolution).
     progress : bool
         Show a tqdm progress bar over simulated time.
+    cancel : threading.Event, optional
+        Checked between chunks of the run (each about 0.1 s of wall time): once it is set the
+        run stops with :class:`~fphint_kernels.errors.SimulationCancelled`.  A
+        ``KeyboardInterrupt`` (Ctrl-C) stops a run the same way, between chunks.
 
     Returns
     -------
     xarray.Dataset
         Variables of :mod:`fphint_kernels.variables`; scenario and profile in ``attrs``.
+
+    Raises
+    ------
+    ScenarioError
+        A bad argument, or a run that would need more memory than the machine has available
+        (:func:`memory_estimate`; the message names the option to change).
+    InvariantError
+        The run broke an invariant of the model (:func:`invariant_violations`): a bug.
 
     Notes
     -----
@@ -268,34 +494,137 @@ def simulate(
     ('completed', 0)
     """
     if not isinstance(scenario, Scenario):
-        raise ScenarioError("simulate() takes a Scenario")
-    if not (trace_interval_ms > 0 and step_ms > 0):
-        raise ScenarioError("trace_interval_ms and step_ms must be > 0")
-    if isinstance(page_map_bins, bool) or int(page_map_bins) < 0:
-        raise ScenarioError("page_map_bins must be a whole number >= 0")
+        raise ScenarioError(f"simulate() takes a Scenario, got {type(scenario).__name__}")
+    step_ms = _positive(step_ms, "step_ms", 0.01, 100.0)
+    trace_interval_ms = _positive(trace_interval_ms, "trace_interval_ms", step_ms, 3_600_000.0)
+    if isinstance(page_map_bins, (bool, np.bool_)) or not isinstance(
+        page_map_bins, numbers.Integral
+    ):
+        raise ScenarioError(f"page_map_bins: a whole number >= 0, got {page_map_bins!r}")
+    page_map_bins = int(page_map_bins)
+    if not 0 <= page_map_bins <= min(scenario.nr_pages, 65536):
+        raise ScenarioError(
+            f"page_map_bins: from 0 to {min(scenario.nr_pages, 65536)}, got {page_map_bins}"
+        )
+    if profile is not None and not isinstance(profile, HostProfile):
+        raise ScenarioError(f"profile: a HostProfile, got {type(profile).__name__}")
+    if guest is not None and not isinstance(guest, GuestDescription):
+        raise ScenarioError(f"guest: a config.Guest, got {type(guest).__name__}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise ScenarioError("cancel: an object with is_set(), e.g. threading.Event")
+    _check_memory(scenario, trace_interval_ms, page_map_bins)
     profile = profile or scenario.load_profile()
+    guest = guest or scenario.load_guest()
     if progress:
         warm_up()  # compile first, so that the bar's estimate is the simulation's alone
     announce_compile()  # one line before the one-off compilation of the kernels
-    rn = _Run(scenario, profile, float(trace_interval_ms), int(page_map_bins), float(step_ms))
+    rn = _Run(scenario, profile, guest, trace_interval_ms, page_map_bins, step_ms)
+    end = scenario.max_time + 1.0
     if progress:
         from tqdm.auto import tqdm
 
-        chunk = 1000.0
         with tqdm(
             total=round(scenario.max_time / 1000), unit="s", desc="simulated time", leave=False
         ) as bar:
-            t = 0.0
-            while rn.running:
-                t += chunk
-                rn.advance(t)
-                bar.update(1)
+            _advance_in_chunks(rn, end, cancel, bar)
     else:
-        rn.advance(scenario.max_time + 1.0)
-    return _to_dataset(scenario, profile, rn)
+        _advance_in_chunks(rn, end, cancel)
+    ds = _to_dataset(scenario, profile, guest, rn)
+    bad = invariant_violations(ds)
+    if bad:
+        raise InvariantError(f"{scenario}: " + "; ".join(bad))
+    return ds
 
 
-def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
+def invariant_violations(ds) -> list[str]:
+    """The invariants of the model a run broke (empty: none); :func:`simulate` checks them
+    on every run and raises :class:`~fphint_kernels.errors.InvariantError` if any fails.
+
+    * the guest's CPU overhead (write faults and hinting) fits in the vCPU time there was:
+      ``guest-overhead-time <= vcpus * total-time``;
+    * rounds and syncs agree: setup syncs once and every round ends at a sync, so
+      ``dirty-sync-count`` is ``rounds + 2`` for a completed run (the stop-and-copy's final
+      sync; ``rounds + 1`` when that sync also ended the last pre-copy round) and the number
+      of recorded rounds plus one otherwise (a cancel ends its round without a sync); every
+      recorded round is in the Dataset
+      (``round`` has ``rounds + 1`` entries for a completed run);
+    * pages sent are the sum of the rounds' pages (at least that sum when the run stopped
+      inside a round), bytes at least 4 KiB a normal page, and a completed run sent or
+      skipped every page;
+    * pending pages never negative, held pages never more than the guest has; no hints
+      without a hinting design (``hinting="none"``).
+    """
+    bad = []
+
+    def val(name):
+        return ds[name].values.item()
+
+    status = str(ds["status"].values)
+    total = val("total-time")
+    vcpus = int(ds.attrs["scenario_vcpus"])
+    over = val("guest-overhead-time")
+    if total == total and over > vcpus * total * (1 + 1e-9) + 1e-6:
+        bad.append(
+            f"guest-overhead-time {over:.3f} ms exceeds vcpus x total-time "
+            f"({vcpus} x {total:.3f} ms)"
+        )
+    nr = int(ds.sizes.get("round", 0))
+    rounds, syncs = int(val("rounds")), int(val("dirty-sync-count"))
+    if status == "completed":
+        if nr != rounds + 1:
+            bad.append(f"{nr} rounds recorded for {rounds} pre-copy rounds and a stop-and-copy")
+        # the final sync ends the last pre-copy round (after the VM stopped) when no other
+        # sync came before the stop; then it is not a sync of its own
+        stop = total - val("downtime")
+        ends = ds["round-end"].values
+        apart = 0 if rounds >= 1 and ends[rounds - 1] > stop + 1e-9 * max(1.0, stop) else 1
+        if syncs != rounds + 1 + apart:
+            bad.append(f"dirty-sync-count {syncs} != rounds {rounds} + {1 + apart}")
+    elif status == "cancelled":
+        # the cancel ends the round it falls in without a sync of its own
+        if syncs and syncs not in (nr, nr + 1):
+            bad.append(f"dirty-sync-count {syncs} != rounds recorded {nr} (+ 1) of a cancel")
+    elif syncs and syncs != nr + 1:
+        bad.append(f"dirty-sync-count {syncs} != rounds recorded {nr} + 1")
+    sent = int(val("ram-duplicate")) + int(val("ram-normal"))
+    in_rounds = int((ds["round-duplicate"] + ds["round-normal"]).sum()) if nr else 0
+    if sent < in_rounds or (status == "completed" and sent != in_rounds):
+        bad.append(f"pages sent ({sent}) differ from the sum over rounds ({in_rounds})")
+    if int(val("ram-transferred")) < PAGE_SIZE * int(val("ram-normal")):
+        bad.append("ram-transferred below 4 KiB per normal page")
+    if status == "completed" and sent + int(val("skipped-pages")) < int(val("nr-pages")):
+        bad.append("a completed run neither sent nor skipped some pages")
+    if ds.sizes.get("time", 0):
+        if float(ds["pending"].min()) < 0:
+            bad.append("pending pages below 0")
+        if float(ds["held-pages"].max()) > int(val("nr-pages")):
+            bad.append("more pages held than the guest has")
+    hinting = ds.attrs.get("scenario_hinting", "fph" if int(ds.attrs["scenario_hint"]) else "none")
+    if hinting == "none" and int(val("hinted-pages")):
+        bad.append("hinted pages without hinting")
+    return bad
+
+
+def _page_map_now(rn: _Run) -> np.ndarray:
+    """The page map of the guest's memory as it is now (pfn_bin x page_state)."""
+    st = rn.st.copy()
+    st[0]["n_map"] = 0
+    pm = np.zeros((1,) + rn.rec.pm.shape[1:], dtype=np.int64)
+    rec = rn.rec._replace(pm=pm)
+    page_map_snapshot(st[0], rn.guest, rec)
+    return pm[0]
+
+
+def mark_regions(pages, regions, shift: int) -> None:
+    """Set the bit of every host region (2**shift pages) that holds a set bit of ``pages``."""
+    p = np.unpackbits(pages.view(np.uint8), bitorder="little")
+    hit = np.flatnonzero(p) >> shift
+    r = np.zeros(regions.size * 64, dtype=np.uint8)
+    r[np.unique(hit)] = 1
+    regions[:] = np.packbits(r, bitorder="little").view(np.uint64)
+
+
+def _to_dataset(scenario: Scenario, profile: HostProfile, guest: GuestDescription, rn: _Run):
     s = rn.st[0]
     prm = rn.prm[0]
     status = int(s["status"])
@@ -304,7 +633,10 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     if completed:
         lost, stale_free = count_lost(s, prm, rn.guest)
     nan = float("nan")
+    cancelled = float(s["cancel_time"]) >= 0
     total = float(s["end_time"]) if status != S.FAILED else nan
+    if cancelled:
+        total = float(s["cancel_time"])
     downtime = float(s["end_time"] - s["downtime_start"]) if completed else nan
     setup = float(s["setup_time"]) if s["setup_done"] else nan
     moving = (total - setup) if completed else nan
@@ -333,9 +665,20 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
         "write-faults": np.int64(s["write_faults"]),
         "guest-overhead-time": overhead_ns / 1e6,
         "held-pages-max": np.int64(s["held_max"]),
+        "hinting": np.array(scenario.hinting),
+        "reported-pages": np.int64(s["reported"]),
+        "skipped-pages-redirtied": np.int64(s["redirtied"]),
+        "cancel-time": float(s["cancel_time"]) if cancelled else -1.0,
+        "held-pages-at-cancel": np.int64(s["held_at_cancel"]) if cancelled else np.int64(-1),
+        "held-pages-at-end": np.int64(s["held_pages"]),
         "zero-pages-at-start": np.int64(rn.zero_at_start),
         "free-pages-at-start": np.int64(rn.free_at_start),
         "nr-pages": np.int64(rn.n),
+        "cpu-migration-thread": float(s["cpu_mig"]),
+        "cpu-destination": float(s["cpu_dst"]),
+        "cpu-vcpus": float(s["cpu_vcpu"]),
+        "hints-before-first-slice": np.int64(s["hints_early"]),
+        "slice-end-drains": np.int64(s["boundary_drains"]),
         "failure": np.array(FAILURES[int(s["failure"])]),
     }
     nr = min(int(s["n_rounds"]), ROUND_CAP)
@@ -367,6 +710,8 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
         data["page-map"] = maps
         coords["pfn_bin"] = (np.arange(pm.shape[1]) * rn.n) // pm.shape[1]
         coords["page_state"] = list(PAGE_STATES)
+        if cancelled:  # the guest's memory when the run ends, after the cancel
+            data["page-map-end"] = _page_map_now(rn)
         if nm < nr:  # the map covers the first rounds only (never the stop-and-copy)
             data["page-map"] = np.concatenate(
                 [maps, np.zeros((nr - nm,) + pm.shape[1:], dtype=np.int64)]
@@ -374,6 +719,8 @@ def _to_dataset(scenario: Scenario, profile: HostProfile, rn: _Run):
     attrs = scenario.to_attrs()
     attrs.update({f"profile_{k}": float(v) for k, v in profile.params.items()})
     attrs["profile_name"] = profile.name
+    attrs.update({f"guest_{k}": float(v) for k, v in guest.params.items()})
+    attrs["guest_name"] = guest.name
     from ._version import __version__
 
     attrs["engine"] = f"fphint_kernels {__version__}"
@@ -507,6 +854,8 @@ def summary(ds) -> dict:
         "lost-pages": checked("lost-pages"),
         "stale-free-pages": checked("stale-free-pages"),
         "guest-overhead-time": num("guest-overhead-time"),
+        "reported-pages": num("reported-pages") if "reported-pages" in ds else 0,
+        "held-pages-at-end": num("held-pages-at-end") if "held-pages-at-end" in ds else 0,
         "failure": str(ds["failure"].values),
         "scenario": {
             "memory": int(ds.attrs["scenario_memory"]),
@@ -514,9 +863,13 @@ def summary(ds) -> dict:
             "downtime-limit": float(ds.attrs["scenario_downtime_limit"]),
             "max-bandwidth": float(ds.attrs["scenario_max_bandwidth"]),
             "hint": bool(ds.attrs["scenario_hint"]),
+            "hinting": str(
+                ds.attrs.get("scenario_hinting", "fph" if ds.attrs["scenario_hint"] else "none")
+            ),
             "init-on-alloc": bool(ds.attrs["scenario_init_on_alloc"]),
             "auto-converge": bool(ds.attrs.get("scenario_auto_converge", 0)),
             "profile": ds.attrs["profile_name"],
+            "guest": ds.attrs.get("scenario_guest", "testbed-2018"),
             "seed": int(ds.attrs["scenario_seed"]),
         },
     }

@@ -642,7 +642,7 @@ def _connect(scheduler, workers):
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # no fixed port: another cluster may hold 8787
             silence_logs=logging.ERROR,
         )
         try:

@@ -14,9 +14,15 @@ figure, table and report of the package.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
+import numpy as np
+
 from .errors import ScenarioError
+
+#: the largest size any parameter may have (sizes beyond it are certainly typing errors)
+MAX_BYTES = float(1 << 60)
 
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGTPE]?)(i?B)?\s*$", re.I)
 _SIZE_SHIFT = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50, "E": 60}
@@ -48,9 +54,9 @@ def parse_size(value, *, what: str = "size", default_unit: str = "") -> int:
     >>> parse_size(512, default_unit="M")
     536870912
     """
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         raise ScenarioError(f"{what}: expected a size such as 8G, got {value!r}")
-    if isinstance(value, (int, float)):
+    if isinstance(value, numbers.Real):  # int, float and numpy scalars
         number, unit = float(value), default_unit
     else:
         m = _SIZE_RE.match(str(value))
@@ -60,7 +66,10 @@ def parse_size(value, *, what: str = "size", default_unit: str = "") -> int:
         unit = m.group(2).upper() if m.group(2) else ("" if m.group(3) else default_unit)
     if not math.isfinite(number) or number < 0:
         raise ScenarioError(f"{what}: must be a finite non-negative size, got {value!r}")
-    return int(round(number * (1 << _SIZE_SHIFT[unit.upper()])))
+    nbytes = number * (1 << _SIZE_SHIFT[unit.upper()])
+    if not nbytes <= MAX_BYTES:
+        raise ScenarioError(f"{what}: at most 1E (2**60 bytes), got {value!r}")
+    return int(round(nbytes))
 
 
 def parse_duration_ms(value, *, what: str = "duration") -> float:
@@ -73,9 +82,9 @@ def parse_duration_ms(value, *, what: str = "duration") -> float:
     >>> parse_duration_ms("400ms")
     400.0
     """
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         raise ScenarioError(f"{what}: expected a duration such as 400ms or 2s, got {value!r}")
-    if isinstance(value, (int, float)):
+    if isinstance(value, numbers.Real):  # int, float and numpy scalars
         number, unit = float(value), "ms"
     else:
         m = _TIME_RE.match(str(value))
@@ -84,17 +93,22 @@ def parse_duration_ms(value, *, what: str = "duration") -> float:
         number, unit = float(m.group(1)), (m.group(2) or "ms").lower()
     if not math.isfinite(number) or number < 0:
         raise ScenarioError(f"{what}: must be a finite non-negative duration, got {value!r}")
-    return number * _TIME_MS[unit]
+    ms = number * _TIME_MS[unit]
+    if not math.isfinite(ms):
+        raise ScenarioError(f"{what}: must be a finite duration, got {value!r}")
+    return ms
 
 
 def parse_fraction(value, *, what: str = "fraction") -> float:
     """Parse ``"60%"``, ``"0.6"`` or ``0.6`` into a fraction in [0, 1]."""
     try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
         if isinstance(value, str) and value.strip().endswith("%"):
             f = float(value.strip()[:-1]) / 100.0
         else:
             f = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ScenarioError(f"{what}: cannot parse {value!r} (expected e.g. 60% or 0.6)") from None
     if not (0.0 <= f <= 1.0):
         raise ScenarioError(f"{what}: must be between 0 and 100%, got {value!r}")
@@ -115,8 +129,8 @@ def parse_on_off(value, *, what: str = "") -> bool:
     >>> parse_on_off("on"), parse_on_off("OFF"), parse_on_off(True)
     (True, False, True)
     """
-    if isinstance(value, bool):
-        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     s = str(value).strip().lower()
     if s in ("on", "yes", "true", "1"):
         return True

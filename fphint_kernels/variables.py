@@ -29,7 +29,7 @@ class Spec:
 
 _SPECS = [
     # ---- scalars, query-migrate vocabulary ---------------------------------------------
-    Spec("status", (), "UO", "", "completed, not-converged or failed", True),
+    Spec("status", (), "UO", "", "completed, not-converged, failed or cancelled", True),
     Spec("total-time", (), "f", "ms", "from the migrate command to completion", True),
     Spec("downtime", (), "f", "ms", "VM stopped: final sync, remaining pages, device state", True),
     Spec("setup-time", (), "f", "ms", "bitmap allocation, dirty-log start, first sync", True),
@@ -79,6 +79,38 @@ _SPECS = [
     ),
     Spec("held-pages-max", (), "iu", "pages", "largest number of pages held by the balloon"),
     Spec(
+        "hinting", (), "UO", "", "the hinting design: none, fph, report-in-place, reporting, oracle"
+    ),
+    Spec(
+        "reported-pages",
+        (),
+        "iu",
+        "pages",
+        "pages free page reporting discarded on the host (they read back as zero pages)",
+    ),
+    Spec(
+        "skipped-pages-redirtied",
+        (),
+        "iu",
+        "pages",
+        "pages skipped in a round that the next sync found dirty (sent again)",
+    ),
+    Spec("cancel-time", (), "f", "ms", "when the migration was cancelled (-1: it was not)"),
+    Spec(
+        "held-pages-at-cancel",
+        (),
+        "iu",
+        "pages",
+        "pages the balloon held when the migration was cancelled (-1: it was not)",
+    ),
+    Spec(
+        "held-pages-at-end",
+        (),
+        "iu",
+        "pages",
+        "pages the balloon holds when the run ends (2 s after a cancel)",
+    ),
+    Spec(
         "zero-pages-at-start",
         (),
         "iu",
@@ -87,6 +119,41 @@ _SPECS = [
     ),
     Spec("free-pages-at-start", (), "iu", "pages", "guest free pages when migration starts"),
     Spec("nr-pages", (), "iu", "pages", "guest RAM in 4 KiB pages"),
+    Spec(
+        "cpu-migration-thread",
+        (),
+        "f",
+        "ms",
+        "CPU time of the source's migration thread (scans, zero checks, copies, syncs)",
+    ),
+    Spec(
+        "cpu-destination",
+        (),
+        "f",
+        "ms",
+        "CPU time of the destination receiving the stream (copies, new memory)",
+    ),
+    Spec(
+        "cpu-vcpus",
+        (),
+        "f",
+        "ms",
+        "guest vCPU time on hinting, zeroing, new host memory and the dirty loop",
+    ),
+    Spec(
+        "hints-before-first-slice",
+        (),
+        "iu",
+        "blocks",
+        "hinted blocks applied before the migration thread's first slice",
+    ),
+    Spec(
+        "slice-end-drains",
+        (),
+        "iu",
+        "1",
+        "slice ends at which the iothread applied every queued hint (QEMU 6.1+ lock)",
+    ),
     Spec("failure", (), "UO", "", "why a failed run failed, empty otherwise"),
     # ---- per round -------------------------------------------------------------------------
     Spec(
@@ -146,6 +213,8 @@ _SPECS = [
     Spec("held-pages", ("time",), "f", "pages", "pages held by the balloon driver"),
     Spec("dirty-log-pages", ("time",), "f", "pages", "pages in the dirty log not yet synced"),
     Spec("round-index", ("time",), "f", "1", "round the sender is in"),
+    Spec("zero-pages-sent", ("time",), "f", "pages", "zero pages sent so far"),
+    Spec("normal-pages-sent", ("time",), "f", "pages", "normal pages sent so far"),
     # ---- page map (optional) ------------------------------------------------------------------
     Spec(
         "page-map",
@@ -153,6 +222,13 @@ _SPECS = [
         "iu",
         "pages",
         "page counts per address bin and state, taken at the end of each round",
+    ),
+    Spec(
+        "page-map-end",
+        ("pfn_bin", "page_state"),
+        "iu",
+        "pages",
+        "page counts per address bin and state when a cancelled run ends (2 s after the cancel)",
     ),
 ]
 

@@ -8,15 +8,28 @@ each step of :class:`NaiveMigration` (``workload_step``, ``guest_hint_step``, ``
 same name from the same mid-run state (``NaiveMigration.run(until)`` gets there), and
 :func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
 
-Only configuration parsing (``Scenario``, ``HostProfile``, ``simulate.build_params``,
-``simulate.watermarks``) and the seeding of the random streams (``kernels.rng.seed_streams``)
-are taken from the package: everything that moves pages is written again here.
+Only configuration parsing (``Scenario``, ``HostProfile``, the guest description,
+``simulate.build_params``, ``simulate.watermarks``) and the seeding of the random streams
+(``kernels.rng.seed_streams``, and ``simulate.KASLR_STREAM``, the key of the boot's draw of
+where the kernel image goes) are taken from the package: everything that moves pages is written
+again here, from docs/model.md and the kernels' docstrings.
+
+Where the model fixes a detail the documentation leaves open, the naive version does the same,
+and says so: the destination's progress is looked up at 64 KiB checkpoints of the stream (a
+batch waits for the first checkpoint at or after the bytes it needs); the source's RAM counts as
+held by the host where the guest's memory was non-zero when migration started or a hinted block
+was zeroed since (later writes by the workload are not tracked); the demand of the destination
+in a step is the part of the step before its clock; the kernel image's 2 MiB slot is drawn
+among ``(memmap - image - low memory) // 2 MiB`` slots from the first 2 MiB boundary above the
+boot's low memory.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+
+import numpy as np  # the boot's draw of the kernel image's place only (as the package seeds it)
 
 # ============================================================================================
 # Bitmaps (kernels/bitmap.py): a bitmap is a list of bools, one per bit
@@ -116,13 +129,15 @@ BLOCK = 2**MAX_ORDER
 class NaiveBuddy:
     """A textbook binary buddy allocator over pages [0, n).
 
-    Policy (as the kernel documents): take the highest-address block of the smallest order that
-    is large enough, split it keeping the lower half (each upper half goes back on its order's
-    free set), and on free merge with the buddy while the buddy is a free block of the same order.
+    Policy (as the kernel documents): take the highest-address block (the lowest with
+    ``low_first``, a Linux 5.10+ guest) of the smallest order that is large enough, split it
+    keeping the lower half (each upper half goes back on its order's free set), and on free merge
+    with the buddy while the buddy is a free block of the same order.
     """
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, low_first: bool = False):
         self.n = n
+        self.low_first = low_first
         self.free = [set() for _ in range(MAX_ORDER + 1)]
         self.nr_free_pages = 0
 
@@ -141,7 +156,7 @@ class NaiveBuddy:
                 break
         else:
             return -1
-        pfn = max(self.free[j])
+        pfn = min(self.free[j]) if self.low_first else max(self.free[j])
         self._remove(pfn, j)
         while j > k:
             j -= 1
@@ -273,6 +288,10 @@ QUEUE_SIZE = 1024
 LATE_LOG_MS = 200.0
 ROUND_CAP = 20000
 CMD_ID_MIN = 0x80000000
+BATCH = 64  # pages the sender queues before it writes them into the stream (MAX_IOV_SIZE)
+CHECKPOINT_BYTES = 65536  # the destination's progress is noted every this many bytes sent
+LOW_RUN = 256  # the boot's early allocations come in runs of 1 MiB
+HUGE_PAGE = 512  # pages of one 2 MiB host region (the unit of physical KASLR, too)
 # host status of the free page hint device
 S_STOP, S_REQUESTED, S_START, S_DONE = "stop", "requested", "start", "done"
 
@@ -282,19 +301,29 @@ class NaiveMigration:
 
     Time advances in steps of ``step_ms``; in each step: dirty logging starts if due, the guest
     workload runs, the hint worker runs, the host's iothread handles due virtqueue elements,
-    setup's first sync happens if due, then the migration thread runs to the step's end.
+    setup's first sync happens if due, then the migration thread runs to the step's end; last,
+    each busy thread's share of the host's CPUs for the next step is set from what they did.
+
+    The host (docs/model.md "The destination and the stream", "The race on QEMU 6.1+",
+    "Host contention"): the destination processes every page the sender writes, in order, on a
+    clock of its own; at most ``stream_bytes`` may be in flight, and the sender writes its
+    pages in batches of 64 that wait for room; with QEMU 6.1's lock the iothread applies hints
+    only at slice ends; when the busy threads want more CPUs than the host has, each gets an
+    equal share and takes that much longer.  Its random draws (setup, START, the lock's
+    hand-offs at slice ends) come from a stream of their own.
     """
 
-    def __init__(self, scenario, profile=None, step_ms=1.0):
+    def __init__(self, scenario, profile=None, step_ms=1.0, guest=None):
         from fphint_kernels.kernels.rng import seed_streams
-        from fphint_kernels.simulate import build_params, watermarks
+        from fphint_kernels.simulate import KASLR_STREAM, build_params, watermarks
 
         profile = profile or scenario.load_profile()
-        record, lay = build_params(scenario, profile, 10.0, float(step_ms))
+        guest = guest or scenario.load_guest()
+        record, lay = build_params(scenario, profile, guest, 10.0, float(step_ms))
         self.p = {name: record[0][name].item() for name in record.dtype.names}
         p = self.p
-        # a result only (the guest's cost of a write fault), not a kernel parameter
-        self.write_fault_ns = profile.params["write_fault_ns"] / profile.params["cpu_speed"]
+        # a result only (the guest's cost of a write fault)
+        self.write_fault_ns = p["write_fault_ms"] * 1e6
         n = scenario.nr_pages
         self.n = n
         self.faults = set(scenario.faults)
@@ -302,6 +331,7 @@ class NaiveMigration:
         self.release = scenario.hint_release
         self.poison = scenario.page_poison
         self.init_on_alloc = bool(scenario.init_on_alloc)
+        self.lock_per_slice = p["bitmap_lock"] == 1  # QEMU 6.1+; else 4.0-6.0's per-page lock
         # run status
         self.status = "running"
         self.failure = ""
@@ -311,6 +341,7 @@ class NaiveMigration:
         self.logging = False
         self.log_start_at = 0.0
         self.setup_done = False
+        self.setup_end = 0.0
         self.setup_time = 0.0
         self.downtime_start = 0.0
         self.expected_downtime = 0.0
@@ -327,6 +358,7 @@ class NaiveMigration:
         self.sender_time = 0.0
         self.cursor = 0
         self.in_slice = False
+        self.slices = 0
         self.slice_start = 0.0
         self.slice_pages = 0
         self.window_start = 0.0
@@ -347,11 +379,46 @@ class NaiveMigration:
         self.period_start = 0.0
         self.period_dirty = 0
         self.period_bytes = 0
+        # the host: the destination and the stream between the two QEMUs
+        self.region_shift = p["region_shift"]  # a host region of guest RAM: 2**shift pages
+        self.dst_clock = 0.0  # the destination has processed everything sent so far by then
+        self.dst_touched = set()  # regions of the destination's RAM written so far
+        self.src_touched = set()  # regions of the source's RAM the guest has written
+        self.checkpoints = deque()  # (bytes sent, when the destination had processed them)
+        self.ck_next = CHECKPOINT_BYTES
+        self.ck_most = 0  # the most checkpoints kept at once (a statistic)
+        # ... its CPUs: the share each busy thread gets, and what they did in this step (ms)
+        self.share = 1.0
+        self.busy = {"migration": 0.0, "vcpus": 0.0, "iothread": 0.0}
+        self.cpu_mig = 0.0  # CPU time over the run (ms): the migration thread ...
+        self.cpu_dst = 0.0  # ... the destination
+        self.cpu_vcpu = 0.0  # ... the vCPUs (hinting, zeroing, the dirty loop)
+        # ... hints and the bitmap's lock
+        self.hints_early = 0  # applied before the first slice
+        self.hints_boundary = 0  # applied at slice ends
+        self.boundary_drains = 0  # slice ends at which the iothread emptied its queue
+        self.contended_steps = 0  # steps in which the threads shared the CPUs (a statistic)
+        self.start_delays = []  # from each new command id to the guest's START (a statistic)
         # guest memory
         self.reserved_low = lay["reserved_low"]
+        self.low_span = lay["low_span"]
+        self.low_used = lay["low_used"]
         self.memmap_start = n - lay["memmap"]
-        self.buddy = NaiveBuddy(n)
-        self.buddy.add_range(self.reserved_low, self.memmap_start)
+        self.buddy = NaiveBuddy(n, low_first=guest.params["alloc_low_first"] > 0)
+        # the kernel image: physical KASLR puts it in a random 2 MiB slot between the boot's
+        # low memory and the memmap (the draw comes from the seed, on a stream of its own)
+        low_end = self.reserved_low + self.low_span
+        self.img_pages = lay["kaslr_image"]
+        self.img_start = 0
+        if self.img_pages:
+            slots = max(1, (self.memmap_start - self.img_pages - low_end) // HUGE_PAGE)
+            draw = int(np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots))
+            first_slot = math.ceil(low_end / HUGE_PAGE) * HUGE_PAGE
+            self.img_start = first_slot + draw * HUGE_PAGE
+            self.buddy.add_range(low_end, self.img_start)
+            self.buddy.add_range(self.img_start + self.img_pages, self.memmap_start)
+        else:
+            self.buddy.add_range(low_end, self.memmap_start)
         self.wmark_min, self.wmark_low, self.wmark_high = watermarks(self.buddy.nr_free_pages)
         self.write_faults = 0
         self.zero_cpu_ns = 0.0
@@ -365,14 +432,16 @@ class NaiveMigration:
         self.dl_pool = []
         self.dl_cursor = 0
         self.dl_acc = 0.0
+        self.dl_dropped = 0  # writes the dirty loop had no vCPU time for (a statistic)
         self.jobs = [
             {"age": 0.0, "life": 0.0, "target": 0, "blocks": [], "acc": 0.0}
             for _ in range(p["jobs"])
         ]
         self.rss_cap = lay["rss_cap"] if p["jobs"] else 1
-        streams = seed_streams(scenario.seed, 2)
-        self.rng = NaiveMRG(streams[0])
-        init_rng = NaiveMRG(streams[1])
+        streams = seed_streams(scenario.seed, 3)
+        self.rng = NaiveMRG(streams[0])  # the workload
+        init_rng = NaiveMRG(streams[1])  # the memory at migration start
+        self.host_rng = NaiveMRG(streams[2])  # the host's timing
         # balloon device and driver
         self.host_status = S_STOP
         self.host_cmd = CMD_ID_MIN - 1
@@ -381,20 +450,36 @@ class NaiveMigration:
         self.guest_cmd_active = 0
         self.guest_reporting = False
         self.hint_budget = 0.0
+        self.releasing = False  # after-pass with poisoning: the worker is freeing its blocks
+        self.dl_used = 0.0
         self.hint_cpu_ns = 0.0
         self.queue = deque()  # (kind, pfn, cmd id, time the iothread may pop it)
         self.stale = []
         self.workload_init(
             init_rng, lay["touched"], lay["pagecache"], lay["base"], lay["dirty_loop"]
         )
+        # the host holds the source's guest RAM the guest has written (not the zero pages)
+        for page in range(n):
+            if self.nonzero[page]:
+                self.src_touched.add(page >> self.region_shift)
         self.zero_at_start = n - sum(1 for b in self.nonzero if b)
         self.free_at_start = self.buddy.nr_free_pages
         if self.status == "running":
-            self.vm_running = True
-            self.log_start_at = p["setup_ms"]
-            if "late-dirty-log" in self.faults:
-                self.log_start_at = p["setup_ms"] + p["t_sync"] + LATE_LOG_MS
-            self.sender_time = p["setup_ms"] + p["t_sync"]
+            self.migrate()
+
+    def migrate(self):
+        """The ``migrate`` command: setup takes ``setup_ms`` and a random extra, then the first
+        sync; dirty logging starts when setup's own work is done."""
+        p = self.p
+        setup = p["setup_ms"]
+        if p["setup_jitter_ms"] > 0.0:
+            setup += self.host_rng.exponential(p["setup_jitter_ms"])
+        self.setup_end = setup + p["t_sync"]
+        self.vm_running = True
+        self.log_start_at = setup
+        if "late-dirty-log" in self.faults:
+            self.log_start_at = self.setup_end + LATE_LOG_MS
+        self.sender_time = self.setup_end
 
     # ---- guest memory ----------------------------------------------------------------------
 
@@ -485,12 +570,24 @@ class NaiveMigration:
         job["blocks"] = []
 
     def workload_init(self, rng, touched, pagecache, base, dirty_loop):
-        """Memory as it is when the migration starts: reserved memory and memmap, base memory,
-        page cache, the running jobs, the dirty-loop buffer, then touched memory (written and
-        freed again, allocated down to the high watermark)."""
+        """Memory as it is when the migration starts: reserved memory, the kernel image, the
+        boot's early allocations (``low_used`` pages of ``low_span``, in 1 MiB runs at random
+        places) and the memmap, base memory, page cache, the running jobs, the dirty-loop
+        buffer, then touched memory (written and freed again, allocated down to the high
+        watermark)."""
         p = self.p
         for page in range(self.reserved_low):
             self.page_write(page)
+        for page in range(self.img_start, self.img_start + self.img_pages):
+            self.page_write(page)
+        runs = self.low_span // LOW_RUN
+        left = min(self.low_used, runs * LOW_RUN) // LOW_RUN
+        while left > 0:
+            first = self.reserved_low + rng.below(runs) * LOW_RUN
+            if not self.nonzero[first]:  # a run not written yet
+                for page in range(first, first + LOW_RUN):
+                    self.page_write(page)
+                left -= 1
         for page in range(self.memmap_start, self.n):
             self.page_write(page)
         for _ in range(base):
@@ -535,6 +632,7 @@ class NaiveMigration:
 
     def workload_step(self, dt):
         """The guest's activity over ``dt`` ms of its own (throttled, scaled) time."""
+        self.dl_used = 0.0  # vCPU time (ms) the dirty loop takes in this step
         if dt <= 0.0:
             return
         p = self.p
@@ -573,17 +671,27 @@ class NaiveMigration:
             self.dl_acc += len(self.dl_pool) / p["dl_interval"] * dt
             writes = int(self.dl_acc)
             self.dl_acc -= writes
-            # one process on one vCPU cannot write faster than it fills pages: zero_fill_ns is
-            # host time per page, so the bound is over the step's host time, not over ``dt``
-            # (guest time, which includes cpu_speed and intensity)
-            host_ms = dt / (p["cpu_speed"] * p["intensity"])
-            cap = int(host_ms * 1e6 / max(p["zero_fill_ns"], 1.0)) + 1
-            if writes > cap:
-                writes = cap
-                self.dl_acc = 0.0
-            for _ in range(writes):
-                self.page_write(self.dl_pool[self.dl_cursor])
+            # one process on one vCPU: each write costs a store, or a write fault when dirty
+            # logging has write-protected the page; the vCPU has the step's host time (``dt``
+            # is guest time: it includes cpu_speed and intensity) and skips what does not fit
+            # (at least one write goes through)
+            vcpu_ms = dt / (p["cpu_speed"] * max(p["intensity"], 1e-9))
+            used = 0.0
+            for i in range(writes):
+                page = self.dl_pool[self.dl_cursor]
+                cost = p["store_ms"]
+                if self.logging and self.armed[page]:
+                    cost = p["write_fault_ms"]
+                if i > 0 and used + cost > vcpu_ms:
+                    self.dl_acc = 0.0  # the loop falls behind
+                    self.dl_dropped += writes - i
+                    break
+                used += cost
+                self.page_write(page)
                 self.dl_cursor = (self.dl_cursor + 1) % len(self.dl_pool)
+            self.cpu_vcpu += used
+            self.busy["vcpus"] += used / self.share
+            self.dl_used = used
 
     # ---- free page hinting -----------------------------------------------------------------
 
@@ -610,7 +718,12 @@ class NaiveMigration:
             return
         self.host_cmd += 1
         self.host_status = S_REQUESTED
-        self.guest_start_at = t + self.p["hint_start_ms"]
+        # the guest's START comes hint_start_ms later, plus a random latency of its own
+        delay = self.p["hint_start_ms"]
+        if self.p["hint_start_jitter_ms"] > 0.0:
+            delay += self.host_rng.exponential(self.p["hint_start_jitter_ms"])
+        self.guest_start_at = t + delay
+        self.start_delays.append(delay)
         self.guest_start_cmd = self.host_cmd
 
     def guest_end_pass(self, now):
@@ -619,8 +732,13 @@ class NaiveMigration:
         self.guest_reporting = False
         self.q_push("stop", -1, 0, now + self.p["hint_latency_ms"])
         if self.release == "after-pass":
-            while self.held_blocks:
-                self.release_held_block()
+            if self.poison == "off":
+                while self.held_blocks:
+                    self.release_held_block()
+            else:
+                # freeing poisons the pages: the worker does it over its next steps, as its
+                # vCPU time allows (guest_hint_step)
+                self.releasing = True
 
     def host_free_page_stop(self):
         self.host_status = S_STOP
@@ -636,6 +754,10 @@ class NaiveMigration:
                     self.stale.append(pfn)
 
     def guest_hint_step(self, now, dt):
+        """The hint worker over ``dt`` ms: one vCPU (slowed by auto-converge and by its share
+        of a host CPU) takes free 4 MiB blocks and queues them; with ``init_on_alloc`` it zeroes
+        each block, and the host first allocates the block's regions of the source's RAM that
+        were never written (``first_touch``)."""
         p = self.p
         if self.guest_start_at >= 0.0 and now >= self.guest_start_at:
             self.guest_start_at = -1.0
@@ -643,14 +765,38 @@ class NaiveMigration:
                 self.guest_cmd_active = self.host_cmd
                 self.q_push("start", -1, self.host_cmd, now + p["hint_latency_ms"])
                 self.guest_reporting = True
-                self.hint_budget = 0.0
-        if not self.guest_reporting:
+                self.hint_budget = min(0.0, self.hint_budget)  # what it still owes
+        releasing = self.releasing
+        if not self.guest_reporting and not releasing and self.hint_budget >= 0.0:
             return
-        self.hint_budget += dt * 1e6 * (1.0 - self.throttle)
-        cost = p["hint_block_ns"]
+        # one vCPU; with a single vCPU, what the dirty loop left of it
+        avail = dt
+        if p["vcpus"] <= 1:
+            avail = max(0.0, dt - self.dl_used / (1.0 - self.throttle) / self.share)
+        self.hint_budget += avail * 1e6 * (1.0 - self.throttle) * self.share
+        while releasing and self.hint_budget >= 0.0:
+            if not self.held_blocks:
+                releasing = False
+                break
+            faults = self.write_faults
+            self.release_held_block()  # poisons the block's pages
+            cost = BLOCK * p["zero_fill_ns"] + (self.write_faults - faults) * self.write_fault_ns
+            self.hint_budget -= cost
+            self.zero_cpu_ns += BLOCK * p["zero_fill_ns"]
+            self.cpu_vcpu += cost / 1e6
+            self.busy["vcpus"] += cost / 1e6 / self.share
+        if releasing and not self.held_blocks:
+            releasing = False
+        self.releasing = releasing
+        if releasing:
+            return
+        if not self.guest_reporting:
+            self.hint_budget = min(0.0, self.hint_budget)
+            return
+        least = p["hint_block_ns"]  # a block costs at least this much vCPU time (ns)
         if self.init_on_alloc:
-            cost += BLOCK * p["zero_fill_ns"]
-        while self.hint_budget >= cost:
+            least += BLOCK * p["zero_fill_ns"]
+        while self.hint_budget >= least:
             if len(self.queue) >= QUEUE_SIZE - 1:
                 self.hint_budget = 0.0
                 return
@@ -660,32 +806,87 @@ class NaiveMigration:
                 self.guest_end_pass(now)
                 return
             pfn = self.buddy.alloc(MAX_ORDER)
+            cost = least
+            fault_ns = 0.0
             if self.init_on_alloc:
+                faults = self.write_faults
                 self.block_write(pfn, MAX_ORDER, zero=True)
+                # the zeroing's write faults are the worker's vCPU time too
+                fault_ns = (self.write_faults - faults) * self.write_fault_ns
                 self.zero_cpu_ns += BLOCK * p["zero_fill_ns"]
+                if p["t_first_touch"] > 0.0:
+                    new = 0
+                    for page in range(pfn, pfn + BLOCK):
+                        region = page >> self.region_shift
+                        if region not in self.src_touched:
+                            self.src_touched.add(region)
+                            new += 1
+                    cost += new * p["t_first_touch"] * 1e6
             for page in range(pfn, pfn + BLOCK):
                 self.held[page] = True
             self.held_blocks.append(pfn)
             self.held_pages += BLOCK
             self.held_max = max(self.held_max, self.held_pages)
             self.q_push("block", pfn, self.guest_cmd_active, now + p["hint_latency_ms"])
-            self.hint_budget -= cost
+            self.hint_budget -= cost + fault_ns
             self.hint_cpu_ns += cost
+            self.cpu_vcpu += (cost + fault_ns) / 1e6
+            self.busy["vcpus"] += (cost + fault_ns) / 1e6 / self.share
+
+    def iothread_pop(self):
+        """The iothread handles the head of the virtqueue; True if it applied a hinted block
+        (which takes it ``t_hint_apply``)."""
+        kind, pfn, cmd, _ready = self.queue.popleft()
+        if kind == "start":
+            if cmd == self.host_cmd:
+                self.host_status = S_START
+        elif kind == "stop":
+            if self.host_status == S_START:
+                self.host_status = S_STOP
+        elif self.host_status == S_START or "hint-outside-start" in self.faults:
+            self.apply_hint(pfn)
+            self.busy["iothread"] += self.p["t_hint_apply"]
+            if self.slices == 0:
+                self.hints_early += 1
+            return True
+        return False
 
     def host_hint_step(self, now):
+        """The iothread handles the elements due by ``now``, in order; with QEMU 6.1's lock a
+        block (and what queued behind it) waits while the sender is inside a slice."""
         while self.queue:
-            kind, pfn, cmd, ready = self.queue[0]
+            kind, _pfn, _cmd, ready = self.queue[0]
             if ready > now:
                 return
-            self.queue.popleft()
-            if kind == "start":
-                if cmd == self.host_cmd:
-                    self.host_status = S_START
-            elif kind == "stop":
-                if self.host_status == S_START:
-                    self.host_status = S_STOP
-            elif self.host_status == S_START or "hint-outside-start" in self.faults:
-                self.apply_hint(pfn)
+            if kind == "block" and self.lock_per_slice and self.in_slice:
+                return
+            self.iothread_pop()
+
+    def slice_end_hints(self, t, gap):
+        """QEMU 6.1+: the sender released the lock at ``t`` and its last batch waits ``gap`` ms
+        for room in the stream.  If it waits (or, with chance ``boundary_drain_p``, anyway),
+        the iothread applies every due block it has queued; otherwise a Poisson number (mean
+        ``boundary_hints``) get through.  The sender goes on when both are done."""
+        p = self.p
+        drain = gap > 0.0
+        if not drain and p["boundary_drain_p"] > 0.0:
+            drain = self.host_rng.uniform() < p["boundary_drain_p"]
+        if drain:
+            limit = QUEUE_SIZE
+        elif p["boundary_hints"] > 0.0:
+            limit = self.host_rng.poisson(p["boundary_hints"])
+        else:
+            limit = 0
+        clock = t
+        applied = 0
+        while self.queue and applied < limit and self.queue[0][3] <= clock:
+            if self.iothread_pop():
+                applied += 1
+                clock += p["t_hint_apply"]
+        self.hints_boundary += applied
+        if drain and applied > 0:
+            self.boundary_drains += 1
+        return max(t + gap, clock)
 
     # ---- migration thread ------------------------------------------------------------------
 
@@ -739,7 +940,9 @@ class NaiveMigration:
         if self.hint:
             self.host_free_page_stop()
         newly = self.bitmap_sync()
-        self.sender_time += self.p["t_sync"]
+        self.sender_time += self.p["t_sync"] / self.share
+        self.cpu_mig += self.p["t_sync"]
+        self.busy["migration"] += self.p["t_sync"] / self.share
         t = self.sender_time
         self.auto_converge_check(t)
         self.close_round(newly, t)
@@ -758,14 +961,68 @@ class NaiveMigration:
         self.window_bytes += nbytes
         self.period_bytes += nbytes
 
+    # ---- the destination and the stream --------------------------------------------------
+
+    def dst_receive(self, page, normal, t):
+        """The destination processes the page's record, written into the stream at ``t``,
+        once it is done with everything before it; a normal page in a region of its RAM not
+        written before first costs the region's allocation (``t_first_touch``)."""
+        p = self.p
+        if normal:
+            cost = p["t_dst_normal"]
+            region = page >> self.region_shift
+            if p["t_first_touch"] > 0.0 and region not in self.dst_touched:
+                self.dst_touched.add(region)
+                cost += p["t_first_touch"]
+        else:
+            cost = p["t_dst_zero"]
+        if cost > 0.0:
+            self.dst_clock = max(self.dst_clock, t) + cost / self.share
+            self.cpu_dst += cost
+
+    def note_progress(self):
+        """Every CHECKPOINT_BYTES sent: how far the destination is (when it will have
+        processed every byte sent so far)."""
+        if self.bytes >= self.ck_next:
+            self.checkpoints.append((self.bytes, self.dst_clock))
+            self.ck_next = self.bytes + CHECKPOINT_BYTES
+            self.ck_most = max(self.ck_most, len(self.checkpoints))
+
+    def dst_done_at(self, nbytes):
+        """When the destination has processed the first ``nbytes`` of the stream: the time of
+        the first checkpoint at or after it (now: the destination's clock if there is none).
+        Older checkpoints are forgotten (``nbytes`` only grows)."""
+        while self.checkpoints and self.checkpoints[0][0] < nbytes:
+            self.checkpoints.popleft()
+        if self.checkpoints:
+            return self.checkpoints[0][1]
+        return self.dst_clock
+
+    def room_at(self, t):
+        """When the stream has room for what was sent (``t`` if it had already)."""
+        buf = self.p["stream_bytes"]
+        if buf < math.inf and self.bytes > buf:
+            return max(t, self.dst_done_at(self.bytes - buf))
+        return t
+
+    # ---- the migration thread, continued ---------------------------------------------------
+
     def send_pages(self, until, window_budget, check_slice):
         """Send pending pages from the cursor upward, looking at the bitmap one 64-page word at
-        a time (each look costs ``t_word``).  Returns "until", "slice" or "empty"."""
+        a time (each look costs ``t_word``).  Every 64 pages the batch is written into the
+        stream, waiting for room.  Returns "until", "slice" or "empty"."""
         p = self.p
         n = self.n
         link = p["link_bytes_per_ms"]
-        t_zero = max(p["t_zero"], ZERO_RECORD / link)
-        t_normal = max(p["t_normal"], NORMAL_RECORD / link)
+        share = self.share
+        lock = 0.0 if self.lock_per_slice else p["t_lock"]  # QEMU 4.0: the lock, every page
+        cpu_zero = p["t_zero"] + lock
+        cpu_normal = p["t_normal"] + lock
+        # CPU time, stretched by sharing the CPU, or wire time, whichever is longer
+        t_zero = max(cpu_zero / share, ZERO_RECORD / link)
+        t_normal = max(cpu_normal / share, NORMAL_RECORD / link)
+        bounded = p["stream_bytes"] < math.inf
+        words = zeros = normals = 0
         t = self.sender_time
         while True:
             if t >= until:
@@ -777,7 +1034,8 @@ class NaiveMigration:
             if self.cursor >= n:  # left at the end by the last slice: wrap, nothing looked at
                 self.cursor = 0
                 continue
-            t += p["t_word"]
+            t += p["t_word"] / share
+            words += 1
             word_end = (self.cursor // 64 + 1) * 64
             dirty = [page for page in range(self.cursor, word_end) if self.bmap[page]]
             if not dirty:
@@ -790,23 +1048,29 @@ class NaiveMigration:
                 if self.nonzero[page]:
                     self.normal += 1
                     self.r["normal"] += 1
+                    normals += 1
                     self.add_bytes(NORMAL_RECORD)
                     t += t_normal
                 else:
                     self.dup += 1
                     self.r["dup"] += 1
+                    zeros += 1
                     self.add_bytes(ZERO_RECORD)
                     t += t_zero
+                self.dst_receive(page, self.nonzero[page], t)
+                if bounded:
+                    self.note_progress()
                 self.pending -= 1
                 self.slice_pages += 1
                 self.cursor = page + 1
-                if check_slice:
-                    if self.slice_pages % 64 == 0 and t - self.slice_start > MAX_WAIT:
-                        reason = "slice"
+                if self.slice_pages % BATCH == 0:
+                    if check_slice and t - self.slice_start > MAX_WAIT:
+                        reason = "slice"  # the batch is written after the slice ends
                         break
-                    if self.window_bytes > window_budget:
-                        reason = "slice"
-                        break
+                    t = self.room_at(t)  # write the batch into the stream
+                if check_slice and self.window_bytes > window_budget:
+                    reason = "slice"
+                    break
                 if t >= until:
                     reason = "until"
                     break
@@ -814,8 +1078,24 @@ class NaiveMigration:
                 break
             if self.cursor >= n:
                 self.cursor = 0
+        cpu = words * p["t_word"] + zeros * cpu_zero + normals * cpu_normal
+        self.cpu_mig += cpu
+        self.busy["migration"] += cpu / share
         self.sender_time = t
         return reason
+
+    def end_slice(self):
+        """The slice ends: the lock is released and the footer and the last batch are written
+        into the stream (waiting for room); with QEMU 6.1's lock the iothread may apply its
+        queued hints meanwhile."""
+        self.in_slice = False
+        self.add_bytes(SLICE_OVERHEAD)
+        t = self.sender_time
+        gap = self.room_at(t) - t
+        if self.hint and self.lock_per_slice:
+            self.sender_time = self.slice_end_hints(t, gap)
+        else:
+            self.sender_time = t + gap
 
     def migration_completion(self):
         p = self.p
@@ -826,6 +1106,7 @@ class NaiveMigration:
         self.sync_point(last=True)
         self.cursor = 0
         self.send_pages(math.inf, math.inf, check_slice=False)
+        self.sender_time = self.room_at(self.sender_time)  # the last batch
         self.bytes += SLICE_OVERHEAD
         self.r["bytes"] += SLICE_OVERHEAD
         self.sender_time += p["t_switchover"]
@@ -853,11 +1134,11 @@ class NaiveMigration:
                     self.migration_completion()
                     return
                 self.in_slice = True
+                self.slices += 1
                 self.slice_start = self.sender_time
                 self.slice_pages = 0
             if self.send_pages(until, window_budget, check_slice=True) != "until":
-                self.in_slice = False
-                self.add_bytes(SLICE_OVERHEAD)
+                self.end_slice()
 
     # ---- main loop -------------------------------------------------------------------------
 
@@ -866,7 +1147,6 @@ class NaiveMigration:
         go on from there (the tests of single steps start from such a mid-run state)."""
         p = self.p
         dt = p["step_ms"]
-        setup_end = p["setup_ms"] + p["t_sync"]
         while self.status == "running" and self.now < until:
             now = self.now
             step_end = now + dt
@@ -875,7 +1155,7 @@ class NaiveMigration:
                 self.logging = True
             if self.vm_running:
                 speed = dt * (1.0 - self.throttle) * p["cpu_speed"] * p["intensity"]
-                self.workload_step(speed)
+                self.workload_step(speed * self.share)
                 if self.status != "running":
                     self.end_time = step_end
                     break
@@ -886,14 +1166,17 @@ class NaiveMigration:
             if not self.setup_done and self.sender_time <= step_end:
                 self.bitmap_sync()  # setup's sync #1
                 self.setup_done = True
-                self.setup_time = setup_end
-                self.round_start = setup_end
-                self.window_start = setup_end
-                self.period_start = setup_end
+                self.setup_time = self.setup_end
+                self.round_start = self.setup_end
+                self.window_start = self.setup_end
+                self.period_start = self.setup_end
                 if self.hint:
-                    self.host_free_page_start(setup_end)
+                    self.host_free_page_start(self.setup_end)
             if self.setup_done:
                 self.sender_run(step_end)
+            self.share = self.cpu_share(now, dt)
+            if self.share < 1.0:
+                self.contended_steps += 1
             self.now = step_end
             if self.status != "running":
                 break
@@ -901,6 +1184,23 @@ class NaiveMigration:
                 self.status = "not-converged"
                 self.end_time = step_end
                 break
+
+    def cpu_share(self, step_start, dt):
+        """Each busy thread's share of a host CPU in the next step.  What each thread wants is
+        the share of this step it was busy: the migration thread, the destination (busy until
+        its clock), the vCPUs' hinting and dirty loop, the iothread, the workload's busy vCPUs
+        while the guest runs, and other work on the host.  If they want more CPUs than the
+        host has, each gets ``host_cpus / demand`` of one."""
+        p = self.p
+        dst = min(dt, max(0.0, self.dst_clock - step_start))
+        busy = self.busy
+        want = (busy["migration"] + dst + busy["vcpus"] + busy["iothread"]) / dt + p["background"]
+        if self.vm_running:
+            want += p["guest_busy"] * (1.0 - self.throttle)
+        self.busy = {"migration": 0.0, "vcpus": 0.0, "iothread": 0.0}
+        if want > p["host_cpus"]:
+            return p["host_cpus"] / want
+        return 1.0
 
     def count_lost(self):
         """Pages whose last version did not reach the destination: (lost, stale_free)."""
@@ -962,6 +1262,10 @@ class NaiveMigration:
             "lost-pages": lost if completed else None,
             "stale-free-pages": stale_free if completed else None,
             "guest-overhead-time": num(overhead_ns / 1e6),
+            # the reference covers hinting "none" and "fph": no free page reporting, and a
+            # migration that is never cancelled (the driver holds its blocks past DONE)
+            "reported-pages": 0,
+            "held-pages-at-end": self.held_pages,
             "failure": self.failure,
             # beyond fk.summary()
             "hint-cpu-time": self.hint_cpu_ns / 1e6,
@@ -970,6 +1274,17 @@ class NaiveMigration:
             "held-pages-max": self.held_max,
             "zero-pages-at-start": self.zero_at_start,
             "free-pages-at-start": self.free_at_start,
+            "cpu-migration-thread": self.cpu_mig,
+            "cpu-destination": self.cpu_dst,
+            "cpu-vcpus": self.cpu_vcpu,
+            "hints-before-first-slice": self.hints_early,
+            "slice-end-drains": self.boundary_drains,
+            # statistics of the naive run only
+            "dirty-loop-writes-dropped": self.dl_dropped,
+            "contended-steps": self.contended_steps,
+            "start-delays": list(self.start_delays),
+            "checkpoints-kept-max": self.ck_most,
+            "held-blocks": list(self.held_blocks),
         }
         for name in ROUND_NAMES:
             out[name] = [row[name] for row in rounds]
@@ -990,13 +1305,13 @@ ROUND_NAMES = (
 )
 
 
-def naive_simulate(scenario, profile=None, step_ms=1.0) -> dict:
+def naive_simulate(scenario, profile=None, step_ms=1.0, guest=None) -> dict:
     """The results of one migration, computed plainly.
 
     Returns the scalars of :func:`fphint_kernels.summary` (without ``scenario``), a few more
     scalars of the Dataset, and the per-round variables as lists.
     """
-    m = NaiveMigration(scenario, profile, step_ms)
+    m = NaiveMigration(scenario, profile, step_ms, guest)
     if m.status == "running":
         m.run()
     return m.results()

@@ -135,6 +135,35 @@ def test_write_profile_records_its_provenance(monkeypatch, tmp_path):
     assert doc["provenance"]["zero_page_ns"].startswith("fitted by fphint calibrate")
 
 
+def test_write_guest_records_the_fitted_guest_parameter(monkeypatch, tmp_path):
+    """A guest parameter fitted with the host's is written into the guest's file, with its
+    source; nothing is written when no guest parameter was free."""
+    monkeypatch.setattr(
+        importlib.import_module("fphint_kernels.simulate"), "simulate", fake_simulate
+    )
+    targets = calibrate.published_targets("v36")
+    shipped = fk.Guest.load("testbed-2018")
+    start_guest = fk.Guest.load("testbed-2018", {"hint_block_us": 55.0})
+    fit = calibrate.fit_profile(targets, fk.HostProfile.load("prior"),
+                                ("zero_page_ns", "hint_block_us"), seeds=1, max_evals=6,
+                                guest=start_guest)  # fmt: skip
+    assert fit.start["hint_block_us"] == 55.0
+    path = calibrate.write_guest(fit, "test-fit", tmp_path, command="fphint calibrate --x")
+    assert path == tmp_path / "testbed-2018.json"
+    doc = json.loads(path.read_text())
+    assert doc["params"]["hint_block_us"] == pytest.approx(fit.guest.params["hint_block_us"])
+    assert doc["sources"]["hint_block_us"].startswith("fitted by fphint calibrate")
+    assert "test-fit.json" in doc["sources"]["hint_block_us"]
+    assert "fphint calibrate --x" in doc["sources"]["hint_block_us"]
+    for k, v in doc["params"].items():  # every other parameter as shipped
+        if k != "hint_block_us":
+            assert fk.Guest.load("testbed-2018", {k: v}).params[k] == shipped.params[k]
+    host_only = calibrate.fit_profile(targets, fk.HostProfile.load("prior"), ("zero_page_ns",),
+                                      seeds=1, max_evals=3)  # fmt: skip
+    assert calibrate.write_guest(host_only, "test-fit", tmp_path / "none") is None
+    assert not (tmp_path / "none").exists()
+
+
 @pytest.mark.slow
 def test_fit_recovers_a_known_parameter():
     """Targets simulated with a known zero-page cost; the fit from a wrong start must find it."""

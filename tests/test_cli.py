@@ -148,7 +148,8 @@ def test_every_option_shows_its_default(command, capsys):
         assert "default" in entry, action.option_strings
     assert "(default " not in text  # one style: "(default: X)"
     if command == "simulate":
-        assert "--hint on|off free page hinting (off = legacy) (default: off)" in text
+        assert "--hint on|off shorthand: on = --hinting fph, off = --hinting none" in text
+        assert "oracle (every free page skipped: the upper bound) (default: none)" in text
         assert "(default: 32M = 32 MiB/s" in text and "(default: 300ms" in text
         assert "(default: 10min)" in text and "(default: 60%)" in text
 

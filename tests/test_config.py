@@ -155,7 +155,8 @@ def test_profiles_and_workloads_load():
         HostProfile.from_dict({"params": {"zero_page_ns": 1}})
     wl = Workload.load("kernel-build", {"jobs": 8})
     assert wl.params["jobs"] == 8
-    assert wl.min_memory() > Workload.load("idle").min_memory()
+    guest = fk.Guest.load("testbed-2018")
+    assert wl.min_memory(guest) > Workload.load("idle").min_memory(guest)
     for name in fk.available_workloads():
         w = Workload.load(name)
         # every parameter a workload sets is documented in its file

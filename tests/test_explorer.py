@@ -68,8 +68,16 @@ def test_controls_snap_and_describe_the_scenario():
     assert hinting.seed == 4 and dict(hinting.workload_options) == {"intensity": 1.0}
     assert set(c.widgets) == {
         "memory", "workload", "intensity", "downtime_limit", "max_bandwidth", "hint",
-        "init_on_alloc", "page_poison", "hint_release", "auto_converge", "profile", "seed",
+        "init_on_alloc", "page_poison", "hint_release", "auto_converge", "profile", "guest",
+        "seed", "hinting",
     }  # fmt: skip
+    assert legacy.guest == hinting.guest == "testbed-2018"
+    assert set(c.guest.options) == set(fk.available_guests())
+    assert hinting.hinting == "fph" and legacy.hinting == "none"
+    c.hinting.value = "report-in-place"
+    legacy, other = c.scenarios()
+    assert (legacy.hinting, other.hinting) == ("none", "report-in-place")
+    c.hinting.value = "fph"
     assert [v for _, v in controls.MEMORY_OPTIONS] == [GIB << k for k in range(11)]
     assert set(c.profile.options) == set(fk.available_profiles())
     assert set(c.workload.options) == set(fk.available_workloads())

@@ -30,13 +30,15 @@ from fphint_kernels.kernels.precopy import (
 from fphint_kernels.kernels.workload import workload_step
 from fphint_kernels.simulate import _Run
 
-SMALL = {
+#: a small guest (every scenario below runs on it) ...
+SMALL_GUEST = {
     "reserved_low": "4M",
     "base_used": "8M",
-    "background_hot": "1M",
     "pagecache_initial": "8M",
     "touched_free": "8M",
 }
+#: ... to which the workloads add nothing unless told
+SMALL = {"background_hot": "1M", "base_used": "0", "pagecache_initial": "0", "touched_free": "0"}
 SMALL_BUILD = {
     **SMALL,
     "jobs": 2,
@@ -46,11 +48,18 @@ SMALL_BUILD = {
     "proc_rewrite_per_s": 200.0,
 }
 V36 = fk.HostProfile.load("v36")
-SLOW_HINT = V36.with_params(hint_block_us=400, hint_host_latency_ms=2.0)
+SLOW_HINT = V36.with_params(hint_host_latency_ms=2.0)
+#: the 2-core TCG host, with a stream a small guest fills (256 KiB)
+TCG = fk.HostProfile.load("this-host-tcg").with_params(stream_buffer_bytes=262144)
+#: the harness's guest, its boot's memory shrunk to fit
+TCG_GUEST = {"low_span": "8M", "low_used": "2M", "kaslr_image": "4M"}
+# a slow hint worker in the guest
+SLOW_GUEST = {"hint_block_us": 400}
 
 
 def sc(**kw):
     base = {"memory": "64M", "max_bandwidth": "128M", "downtime_limit": "50ms", "seed": 3}
+    kw["guest_options"] = {**SMALL_GUEST, **kw.get("guest_options", {})}
     return fk.Scenario(**{**base, **kw})
 
 
@@ -61,6 +70,7 @@ def sc(**kw):
 CASES = {
     "idle-hint-after-pass-pattern-no-rearm": (
         sc(
+            guest_options=SLOW_GUEST,
             workload="idle",
             workload_options=SMALL,
             hint=True,
@@ -73,8 +83,9 @@ CASES = {
     ),
     "build-hint-shrinker-init-on-alloc": (
         sc(
+            guest_options=SLOW_GUEST,
             workload="kernel-build",
-            workload_options={**SMALL_BUILD, "pagecache_initial": "24M"},
+            workload_options={**SMALL_BUILD, "pagecache_initial": "16M"},
             hint=True,
             hint_release="shrinker",
             init_on_alloc=True,
@@ -84,6 +95,7 @@ CASES = {
     ),
     "build-hint-zero-poison-stale-outside": (
         sc(
+            guest_options=SLOW_GUEST,
             workload="kernel-build",
             workload_options=SMALL_BUILD,
             hint=True,
@@ -115,6 +127,49 @@ CASES = {
         None,
         (8.0, 9.5, 60.0),
     ),
+    # the harness's guest on the TCG host: the destination, the stream, contention, the
+    # per-slice lock (a hint waits in the queue at 24 ms), first touches of the source's RAM
+    "tcg-idle-hint-init-on-alloc": (
+        sc(
+            guest="busybox-tcg",
+            guest_options=TCG_GUEST,
+            workload="idle",
+            workload_options=SMALL,
+            hint=True,
+            init_on_alloc=True,
+            max_bandwidth="1G",
+        ),
+        TCG,
+        (3.0, 24.0, 56.0, 76.0),
+    ),
+    # two compiler jobs share the host's CPUs; slice ends let a few hints through (Poisson)
+    "tcg-build-hint-slice-end-trickle": (
+        sc(
+            guest="busybox-tcg",
+            guest_options=TCG_GUEST,
+            workload="kernel-build",
+            workload_options=SMALL_BUILD,
+            hint=True,
+            max_bandwidth="1G",
+            seed=5,
+        ),
+        TCG.with_params(boundary_hints=1.0, boundary_drain_p=0.3),
+        (2.0, 12.0, 60.0),
+    ),
+    # a slow vCPU's dirty loop falls behind; QEMU 4.0's per-page lock; a stream smaller than
+    # the destination's checkpoints (48 KiB)
+    "tcg-dirty-loop-hint-per-page-lock": (
+        sc(
+            guest="busybox-tcg",
+            guest_options={**TCG_GUEST, "store_ns_per_page": 600},
+            workload="dirty-loop",
+            workload_options={**SMALL, "dirty_bytes": "8M", "dirty_interval_ms": 1},
+            hint=True,
+            max_bandwidth="1G",
+        ),
+        TCG.with_params(bitmap_lock=0, bitmap_lock_ns=100, stream_buffer_bytes=49152),
+        (3.0, 18.0, 36.0, 60.0),
+    ),
 }
 POINTS = [(case, t0) for case, (_, _, times) in sorted(CASES.items()) for t0 in times]
 HOST = {L.S_STOP: "stop", L.S_REQUESTED: "requested", L.S_START: "start", L.S_DONE: "done"}
@@ -129,7 +184,7 @@ def warm(case: str, t0: float):
     """Both sides of ``case``, run to ``t0`` (read-only: every test step works on copies)."""
     scenario, profile, _ = CASES[case]
     profile = profile or scenario.load_profile()
-    rn = _Run(scenario, profile, 10.0, 0, 1.0)
+    rn = _Run(scenario, profile, scenario.load_guest(), 10.0, 0, 1.0)
     rn.advance(t0)
     ref = naive.NaiveMigration(scenario, profile)
     if ref.status == "running":
@@ -147,6 +202,7 @@ def copy_kernel(rn):
         wl=L.Workload(*(a.copy() for a in rn.workload)),
         hc=L.HintChannel(*(a.copy() for a in rn.hints)),
         rec=L.Recorders(*(a.copy() for a in rn.rec)),
+        h=L.Host(*(a.copy() for a in rn.host)),
     )
 
 
@@ -190,6 +246,12 @@ def kernel_snapshot(k):
         {name: float(v) for name, v in zip(L.ROUND_COLUMNS, row, strict=True)}
         for row in k.rec.rounds[: int(s["n_rounds"])]
     ]
+    h = k.h
+    ring = h.ck_bytes.shape[0]
+    checkpoints = []
+    for i in range(int(s["ck_count"])):
+        j = (int(s["ck_head"]) + i) % ring
+        checkpoints.append((int(h.ck_bytes[j]), float(h.ck_time[j])))
     out = {name: s[name].item() for name in SCALARS}
     out.update({name: bool(s[name]) for name in FLAGS})
     out.update(
@@ -216,6 +278,15 @@ def kernel_snapshot(k):
             "queue": queue,
             "stale": hc.stale[: int(s["stale_n"])].tolist(),
             "rounds": rounds,
+            "busy": {
+                "migration": float(s["busy_mig"]),
+                "vcpus": float(s["busy_vcpu"]),
+                "iothread": float(s["busy_io"]),
+            },
+            "dst_touched": set(np.flatnonzero(bits(h.dst_touched, h.dst_touched.size * 64))),
+            "src_touched": set(np.flatnonzero(bits(h.src_touched, h.src_touched.size * 64))),
+            "checkpoints": checkpoints,
+            "host_rng": h.rng.tolist(),
         }
     )
     return out
@@ -228,7 +299,8 @@ SCALARS = (
     "round_start dup normal bytes hinted skipped throttle ac_cnt period_start period_dirty "
     "period_bytes nr_free_pages wmark_min wmark_low wmark_high write_faults zero_cpu_ns "
     "held_pages held_max pc_acc dl_cursor dl_acc host_cmd guest_start_at guest_start_cmd "
-    "guest_cmd_active hint_budget hint_cpu_ns"
+    "guest_cmd_active hint_budget hint_cpu_ns slices dst_clock ck_next share cpu_mig cpu_dst "
+    "cpu_vcpu hints_early hints_boundary boundary_drains img_start img_pages"
 ).split()
 FLAGS = ("vm_running", "logging", "setup_done", "in_slice", "guest_reporting")
 
@@ -263,6 +335,11 @@ def naive_snapshot(m):
             "queue": [(kind, pfn, cmd, ready) for kind, pfn, cmd, ready in m.queue],
             "stale": list(m.stale),
             "rounds": [{k: float(v) for k, v in r.items()} for r in m.rounds],
+            "busy": dict(m.busy),
+            "dst_touched": set(m.dst_touched),
+            "src_touched": set(m.src_touched),
+            "checkpoints": list(m.checkpoints),
+            "host_rng": m.host_rng.state(),
         }
     )
     return out
@@ -294,7 +371,7 @@ def test_workload_step(point, dt):
 def test_guest_hint_step(point, ahead, dt):
     k, ref = start(point)
     now = ref.now + ahead
-    guest_hint_step(k.st, k.prm, k.g, k.hc, now, dt)
+    guest_hint_step(k.st, k.prm, k.g, k.hc, k.h, now, dt)
     ref.guest_hint_step(now, dt)
     assert_same(k, ref)
 
@@ -319,7 +396,7 @@ def test_host_hint_step(point, ahead):
 def test_send_pages(point, ahead, budget, check_slice):
     k, ref = start(point)
     until = ref.sender_time + ahead
-    reason = send_pages(k.st, k.prm, k.g, until, float(budget), np.int64(check_slice))
+    reason = send_pages(k.st, k.prm, k.g, k.h, until, float(budget), np.int64(check_slice))
     assert REASON[int(reason)] == ref.send_pages(until, float(budget), check_slice)
     assert_same(k, ref)
 
@@ -328,7 +405,7 @@ def test_send_pages(point, ahead, budget, check_slice):
 @given(POINT, st.booleans())
 def test_sync_point(point, last):
     k, ref = start(point)
-    sync_point(k.st, k.prm, k.g, k.hc, k.rec, np.int64(last))
+    sync_point(k.st, k.prm, k.g, k.hc, k.rec, k.h, np.int64(last))
     ref.sync_point(last)
     assert_same(k, ref)
 
@@ -339,7 +416,7 @@ def test_sender_run(point, ahead):
     k, ref = start(point)
     assume(ref.setup_done)  # the sender runs from setup's first sync on
     until = ref.sender_time + ahead
-    sender_run(k.st, k.prm, k.g, k.hc, k.rec, until)
+    sender_run(k.st, k.prm, k.g, k.hc, k.rec, k.h, until)
     ref.sender_run(until)
     assert_same(k, ref)
 
@@ -347,7 +424,7 @@ def test_sender_run(point, ahead):
 @pytest.mark.parametrize("point", [p for p in POINTS if p[1] > 0], ids=str)
 def test_migration_completion(point):
     k, ref = start(point)
-    migration_completion(k.st, k.prm, k.g, k.hc, k.rec)
+    migration_completion(k.st, k.prm, k.g, k.hc, k.rec, k.h)
     ref.migration_completion()
     assert_same(k, ref)
 
@@ -364,3 +441,16 @@ def test_states_are_not_trivial():
     assert any(m.throttle > 0 for m in states.values())
     assert any(m.sync_count > 2 for m in states.values())
     assert all(m.status == "running" for m in states.values())
+    # the TCG host: the destination behind the sender, the stream's checkpoints, threads
+    # sharing the CPUs, a block waiting for QEMU 6.1's lock, QEMU 4.0's lock, the Poisson
+    # slice ends, a dirty loop that fell behind, a kernel image placed by KASLR
+    assert any(m.dst_clock > m.sender_time and m.checkpoints for m in states.values())
+    assert any(m.share < 1.0 for m in states.values())
+    assert any(
+        m.lock_per_slice and m.in_slice and any(e[0] == "block" for e in m.queue)
+        for m in states.values()
+    )
+    assert any(not m.lock_per_slice and m.p["t_lock"] > 0 for m in states.values())
+    assert any(m.p["boundary_hints"] > 0 and m.slices > 1 for m in states.values())
+    assert any(m.dl_dropped > 0 for m in states.values())
+    assert any(m.img_pages > 0 and m.src_touched for m in states.values())

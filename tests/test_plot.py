@@ -382,3 +382,44 @@ def test_explorer_figure_redraw_replaces_data(runs):
         assert new.get_ylim() == pytest.approx(old.get_ylim())
         assert new.get_xlim() == pytest.approx(old.get_xlim())
         assert new.get_ylabel() == old.get_ylabel()
+
+
+def test_trajectories_overlay_measured_and_simulated():
+    from fphint_kernels.io import load_dataset
+    from fphint_kernels.qemu import compare
+
+    path = fk.config.data_dir() / "measurements" / "tcg-quiet"
+    ds = load_dataset(path / "1G-idle-hint-ioa0-dl400-smp1-r1.nc")
+    sims = [fk.simulate(compare.scenario_for(ds, seed=s)) for s in (0, 1)]
+    fig = plot.trajectories(ds, sims)
+    axes = fig.axes
+    assert len(axes) == 4
+    assert axes[0].get_ylabel() == "bytes transferred (MiB)"
+    assert axes[3].get_xlabel().startswith("time since the migrate command (")
+    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert labels == ["measured (50 ms polls)", "simulated", "other seeds"]
+    # the measured points are the polls, the simulated line ends at the simulated total time
+    measured_line, sim_line = axes[0].lines[0], axes[0].lines[1]
+    assert len(measured_line.get_xdata()) == ds.sizes["time"]
+    assert sim_line.get_ydata()[-1] == pytest.approx(
+        float(sims[0]["transferred"].values[-1]) / 2**20
+    )
+    plt.close(fig)
+
+
+def test_pair_ratios_marks_the_misses():
+    import pandas as pd
+
+    ratios = pd.DataFrame({
+        "pair": ["a", "b"], "measured_ratio": [0.8, 0.2], "simulated_ratio": [0.75, 0.4],
+        "error": [-0.0625, 1.0], "within": [True, False], "held_out": [True, True],
+    })  # fmt: skip
+    ax = plot.pair_ratios(ratios)
+    (ok,) = [ln for ln in ax.lines if ln.get_label() == "pair within target"]
+    (miss,) = [ln for ln in ax.lines if ln.get_label() == "pair outside target"]
+    assert list(ok.get_xdata()) == [0.8] and list(miss.get_ydata()) == [0.4]
+    assert [t.get_text() for t in ax.texts] == ["b"]
+    assert "ratio" in ax.get_xlabel() and "ratio" in ax.get_ylabel()
+    with pytest.raises(ValueError, match="no configuration pair"):
+        plot.pair_ratios(ratios.iloc[:0])
+    plt.close(ax.figure)

@@ -482,14 +482,14 @@ def test_scenario_for_uses_the_recorded_configuration():
 
     trace = [(10.0 * i, r) for i, r in enumerate(MIGRATE_REPLIES)]
     ds = measurement.to_dataset(_result(MIGRATE_REPLIES[-1], trace), run=1)
-    sc = scenario_for(ds, profile="prior", guest_options={"base_used": "64M", "fill": 0.9}, seed=3)
+    sc = scenario_for(ds, profile="prior", seed=3)
     assert sc.memory == 1 << 30 and sc.workload == "fill-free" and sc.hint and sc.init_on_alloc
     assert sc.downtime_limit == 50 and sc.max_bandwidth == 100 << 30 and sc.vcpus == 1
     assert sc.seed == 3 and sc.profile == "prior"
     opts = dict(sc.workload_options)
-    # what the guest program reports it wrote wins over the nominal 60 % and the guest options
+    # what the guest program reports it wrote wins over the nominal 60 %
     assert opts["fill"] == pytest.approx(603168768 / (1 << 30))
-    assert opts["base_used"] == "64M"
+    assert sc.guest == "busybox-tcg" and dict(sc.guest_options) == {}  # the harness's guest
     assert run_id(ds) == "1G-fill-free-fill60-hint-ioa1-dl50-smp1-r1"
 
 
@@ -535,3 +535,25 @@ def test_raw_result_round_trip(tmp_path):
     a, b = measurement.to_dataset(res), measurement.to_dataset(back)
     assert a.attrs["guest_trouble_counts"] == b.attrs["guest_trouble_counts"]
     assert int(a["ram-normal"]) == int(b["ram-normal"])
+
+
+def test_campaign_pairs_alternate_their_order():
+    plan = {
+        "name": "p",
+        "repeats": 3,
+        "pairs": True,
+        "runs": [
+            {"memory": "1G", "hint": "on"},
+            {"memory": "1G", "hint": "off"},
+            {"memory": "2G", "hint": "on"},
+            {"memory": "2G", "hint": "off"},
+        ],
+    }
+    runs = campaign.expand(plan)
+    keys = [(r, c.memory >> 30, c.hint) for r, c in runs]
+    assert keys[:4] == [(0, 1, True), (0, 1, False), (0, 2, True), (0, 2, False)]
+    assert keys[4:8] == [(1, 1, False), (1, 1, True), (1, 2, False), (1, 2, True)]
+    assert [k[1:] for k in keys[8:]] == [k[1:] for k in keys[:4]]  # the third repeat: A B again
+    assert [k[0] for k in keys[8:]] == [2, 2, 2, 2]
+    with pytest.raises(FphintError, match="even number"):
+        campaign.expand({**plan, "runs": plan["runs"][:3]})

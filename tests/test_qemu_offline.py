@@ -18,6 +18,7 @@ from test_qemu import CRASH_DEST, MIGRATE_REPLIES, _result
 
 import fphint_kernels as fk
 from fphint_kernels.cli import main
+from fphint_kernels.config import data_dir
 from fphint_kernels.errors import FphintError
 from fphint_kernels.io import save_dataset
 from fphint_kernels.qemu import campaign, compare, guest, hostbench, measurement
@@ -302,36 +303,38 @@ def test_compare_dir_and_the_command(stand_in_engine, campaign_dir, capsys):
 
 
 def test_fit_host_profile_finds_the_cpu_speed(stand_in_engine, tmp_path):
-    """Runs 'measured' with a known cpu_speed and guest: the fit must find both."""
+    """Runs 'measured' with a known cpu_speed on the harness's guest: the fit must find it (the
+    guest is data, not fitted)."""
     truth = fk.HostProfile.load("prior").params
     bench = {"zero_page_ns": truth["zero_page_ns"], "normal_page_ns": truth["normal_page_ns"],
              "link_bytes_per_s": truth["link_bytes_per_s"], "page_copy_ns": 500.0}  # fmt: skip
-    true_speed, true_used = 0.5, 96 << 20
+    true_speed = 0.5
     runs = []
     for hint in (False, True):
-        g = {"base_used": str(true_used)}
         prof = fk.HostProfile.load("prior").with_params(
             zero_page_ns=bench["zero_page_ns"], normal_page_ns=bench["normal_page_ns"],
             link_bytes_per_s=bench["link_bytes_per_s"], cpu_speed=true_speed,
         )  # fmt: skip
         ds = measured_run(hint=hint)
-        sim = fake_simulate(compare.scenario_for(ds, profile="prior", guest_options=g), prof)
+        sim = fake_simulate(compare.scenario_for(ds, profile="prior"), prof)
         ds["total-time"] = ds["total-time"].copy(data=float(sim["total-time"]))
         ds["setup-time"] = ds["setup-time"].copy(data=float(sim["setup-time"]))
+        ds["downtime"] = ds["downtime"].copy(data=float(sim["downtime"]))
         for f in ("ram-normal", "ram-duplicate"):
             ds[f] = ds[f].copy(data=int(sim[f]))
         runs.append(ds)
     ids = tuple(compare.run_id(ds) for ds in runs)
     log = io.StringIO()
     doc = compare.fit_host_profile(runs, fit_runs=ids, free=("cpu_speed",), bench=bench,
-                                   out_dir=tmp_path, name="test-host", stream=log)  # fmt: skip
+                                   start="prior", out_dir=tmp_path, name="test-host",
+                                   stream=log)  # fmt: skip
     assert doc["params"]["cpu_speed"] == pytest.approx(true_speed, rel=1e-3)
-    assert parse_size(doc["guest_workload_options"]["base_used"]) == true_used
+    assert doc["provenance"]["guest"] == "busybox-tcg" and "guest_workload_options" not in doc
     assert doc["fit_runs"] == list(ids)
     assert max(abs(r) for r in doc["provenance"]["fit_residuals_log"]) < 1e-3
     assert doc["provenance"]["fit_evaluations"] >= 2
     assert json.loads((tmp_path / "test-host.json").read_text()) == doc
-    assert "microbenchmarks" in log.getvalue() and "wrote" in log.getvalue()
+    assert "fphint qemu fit: host" in log.getvalue() and "wrote" in log.getvalue()
     with pytest.raises(FphintError, match="not measured"):
         compare.fit_host_profile(runs, fit_runs=("nope-r0",), bench=bench, out_dir=tmp_path)
 
@@ -346,4 +349,74 @@ def test_cli_fit(stand_in_engine, campaign_dir, tmp_path, monkeypatch, capsys):
     assert main([*args, str(tmp_path)]) == 0
     params = json.loads(capsys.readouterr().out)
     assert params == json.loads((tmp_path / "t.json").read_text())["params"]
-    assert params["zero_page_ns"] == 100.0
+    assert params["link_bytes_per_s"] == 2e9  # measured on the host, not fitted
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "1G-idle-hint-ioa1-dl400-smp1-r0",
+        "1G-dirty-loop-d64M-100ms-nohint-ioa0-dl400-smp1-r0",
+    ],
+)
+def test_simulate_with_the_harness_guest_is_what_compare_simulates(run, capsys):
+    """`fphint simulate --guest busybox-tcg --profile this-host-tcg` with a measured run's
+    settings gives the numbers `fphint qemu compare` sets beside that run."""
+    from fphint_kernels.io import load_dataset
+
+    ds = load_dataset(data_dir() / "measurements" / "tcg-quiet" / f"{run}.nc")
+    sc = compare.scenario_for(ds)
+    want = fk.summary(fk.simulate(sc))
+    args = ["simulate", "--memory", f"{sc.memory >> 20}M", "--workload", sc.workload,
+            "--downtime-limit", f"{sc.downtime_limit}ms", "--max-bandwidth",
+            f"{int(sc.max_bandwidth)}B", "--hint", "on" if sc.hint else "off",
+            "--init-on-alloc", "on" if sc.init_on_alloc else "off", "--vcpus", str(sc.vcpus),
+            "--guest", "busybox-tcg", "--profile", "this-host-tcg", "--max-time",
+            f"{sc.max_time}ms", "--json"]  # fmt: skip
+    for k, v in sc.workload_options.items():
+        args += ["--workload-param", f"{k}={v}"]
+    assert main(args) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == json.loads(json.dumps(want))
+    assert got["scenario"]["guest"] == "busybox-tcg"
+
+
+def test_quick_fit_measures_five_runs_and_writes_a_machine_profile(
+    stand_in_engine, tmp_path, monkeypatch
+):
+    """`fphint qemu fit --quick` with a stand-in host and stand-in migrations: five short runs
+    of QUICK_RUNS are measured, saved and fitted; the profile is named for the machine."""
+    monkeypatch.setattr(hostbench, "run_all", lambda quick=False: {
+        "link_bytes_per_s": 2e9, "host_cpus": 2.0, "cpu_model": "test",
+    })  # fmt: skip
+    seen = []
+
+    def migrate(cfg):
+        seen.append(cfg)
+        total = 300.0 * cfg.memory / (1 << 30) * (0.5 if cfg.hint else 1.0)
+        final = {
+            "status": "completed", "total-time": total, "downtime": 30, "setup-time": 2,
+            "ram": {"transferred": 20_000 * 4104, "duplicate": 200_000, "normal": 20_000,
+                    "normal-bytes": 20_000 * PAGE, "dirty-sync-count": 3},
+        }  # fmt: skip
+        res = _result(final, [(0.0, MIGRATE_REPLIES[0]), (total, final)])
+        res.config = cfg
+        return res
+
+    log = io.StringIO()
+    doc = compare.quick_fit(tmp_path / "runs", out_dir=tmp_path / "profiles", stream=log,
+                            migrate=migrate)  # fmt: skip
+    assert len(seen) == len(compare.QUICK_RUNS) == 5
+    assert all(cfg.max_time_s == 60 for cfg in seen)
+    files = sorted(p.name for p in (tmp_path / "runs").glob("*.nc"))
+    assert len(files) == 5 and "4G-idle-nohint-ioa0-dl400-smp1-r0.nc" in files
+    name = compare.machine_profile_name("tcg")
+    assert doc["name"] == name and name.startswith("host-") and name.endswith("-tcg")
+    assert (tmp_path / "profiles" / f"{name}.json").exists()
+    assert len(doc["fit_runs"]) == 5 and doc["params"]["link_bytes_per_s"] == 2e9
+    assert "done in" in log.getvalue()
+
+
+def test_cli_fit_quick_refuses_fit_runs(capsys):
+    assert main(["qemu", "fit", "--quick", "--fit-run", "x-r0"]) == 2
+    assert "--fit-run: not with --quick" in capsys.readouterr().err

@@ -211,13 +211,22 @@ def test_scenario_key_follows_scenario_engine_and_data_files(tmp_path, monkeypat
     assert k0 != sw.scenario_key(sc.replace(seed=2), "engine-a")
     assert k0 != sw.scenario_key(sc.replace(downtime_limit="301ms"), "engine-a")
     files = sw.data_files(sc)
-    assert set(files) == {"profile", "workload"}
+    assert set(files) == {"guest", "profile", "workload"}
     assert files["workload"].name == "idle.json" and files["profile"].name == "v36.json"
+    assert files["guest"].name == "testbed-2018.json"
     # the same names, other contents: another key
     data = tmp_path / "data"
     shutil.copytree(ROOT / "data" / "profiles", data / "profiles")
     shutil.copytree(ROOT / "data" / "workloads", data / "workloads")
+    shutil.copytree(ROOT / "data" / "guests", data / "guests")
     monkeypatch.setenv("FPHINT_DATA", str(data))
+    assert sw.scenario_key(sc, "engine-a") == k0
+    guest = data / "guests" / "testbed-2018.json"
+    text = guest.read_text()
+    raw = json.loads(text)
+    guest.write_text(json.dumps({**raw, "description": raw["description"] + " (edited)"}))
+    assert sw.scenario_key(sc, "engine-a") != k0
+    guest.write_text(text)
     assert sw.scenario_key(sc, "engine-a") == k0
     wl = data / "workloads" / "idle.json"
     raw = json.loads(wl.read_text())
@@ -318,7 +327,7 @@ def threads_cluster():
     from distributed import LocalCluster
 
     cluster = LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
     )
     yield cluster
     cluster.close()
@@ -482,9 +491,18 @@ def test_example_spec_is_valid():
     assert len(bench.points) == 1000
 
 
+#: the modules behind ``python -m dask scheduler`` and ``python -m dask worker``
+DASK_CLI = ("dask.__main__", "distributed.cli.dask_scheduler", "distributed.cli.dask_worker")
+
+
 @pytest.fixture
 def dask_cluster_processes(tmp_path):
     """``dask scheduler`` and one ``dask worker``, separate processes on 127.0.0.1."""
+    import importlib.util
+
+    missing = [m for m in DASK_CLI if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"the dask command line is not installed (no {', '.join(missing)})")
     sched_file = tmp_path / "scheduler.json"
     env = {
         **os.environ,

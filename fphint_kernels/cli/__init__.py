@@ -167,17 +167,55 @@ def _enable_kernel_cache() -> None:
         enable_cache()
 
 
+def _sigterm_as_interrupt():
+    """SIGTERM stops a command the way Ctrl-C does (exit 130, nothing half-written); only in
+    the main thread, where Python handles signals.  Returns the handler it replaced (None
+    outside the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv=None) -> int:
-    """Run ``fphint`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
-    _enable_kernel_cache()
-    parser = build_parser()
-    argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
+    """Run ``fphint`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Exit codes: 0 done, 2 bad input (one line on stderr), 130 interrupted (SIGINT or SIGTERM:
+    the run stops within about a second and no output file is left half-written).
+    """
+    args = None
+    command = argv is None
     try:
-        return int(args.func(args) or 0)
+        _enable_kernel_cache()
+        parser = build_parser()
+        argv = _glue_negative_values(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
+        previous = _sigterm_as_interrupt()
+        try:
+            return int(args.func(args) or 0)
+        finally:
+            if previous is not None:  # main() called from Python: leave its handler as it was
+                import signal
+
+                signal.signal(signal.SIGTERM, previous)
     except FphintError as exc:
-        sys.stderr.write(f"fphint {args.command}: error: {exc}\n")
+        name = f"fphint {args.command}" if args is not None else "fphint"
+        line = (str(exc).splitlines() or [repr(exc)])[0]
+        sys.stderr.write(f"{name}: error: {line}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("fphint: interrupted\n")
+        if command:
+            # the command itself: leave now, without the interpreter's teardown (it takes
+            # most of a second with Numba and xarray loaded); outputs are already whole or
+            # absent and the worker threads stopped
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130

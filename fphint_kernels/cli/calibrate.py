@@ -8,14 +8,20 @@ import sys
 from ..calibrate import DEFAULT_FREE
 from ..errors import FphintError
 from ..fitting import BOUNDS, METHODS
-from ._output import say
+from ._output import check_output_dir, say
 
 #: where ``fphint calibrate`` writes unless told otherwise (the shipped profiles stay as they are)
 DEFAULT_OUT = "results/calibration"
 
 
 def _cmd_calibrate(args) -> int:
-    from ..calibrate import derive_testbed_profile, fit_profile, published_targets, write_profile
+    from ..calibrate import (
+        derive_testbed_profile,
+        fit_profile,
+        published_targets,
+        write_guest,
+        write_profile,
+    )
     from ..config import HostProfile
 
     if args.update_profiles and args.out_dir is not None:
@@ -24,8 +30,12 @@ def _cmd_calibrate(args) -> int:
         from ..config import data_dir
 
         args.out_dir = str(data_dir() / "profiles")
-    elif args.out_dir is None:
-        args.out_dir = DEFAULT_OUT
+        guest_dir = str(data_dir() / "guests")
+    else:
+        if args.out_dir is None:
+            args.out_dir = DEFAULT_OUT
+        guest_dir = f"{args.out_dir}/guests"
+    check_output_dir(args.out_dir, "--out-dir")
     free = tuple(s.strip() for s in args.free.split(",") if s.strip())
     for k in free:
         if k not in BOUNDS:
@@ -44,12 +54,15 @@ def _cmd_calibrate(args) -> int:
         fit = fit_profile(targets, start, free, seeds=args.seeds, method=args.method,
                           max_evals=args.max_evals, progress=not args.quiet)  # fmt: skip
         path = write_profile(fit, args.name, args.start, args.out_dir, command)
-        out.write(f"{args.name}: {', '.join(f'{k}={fit.profile.params[k]:.4g}' for k in free)} "
+        guest_path = write_guest(fit, args.name, guest_dir, command)
+        out.write(f"{args.name}: {', '.join(f'{k}={fit.value(k):.4g}' for k in free)} "
                   f"({fit.nfev} evaluations, {fit.wall_time_s:.0f} s, {fit.message})\n")  # fmt: skip
         for t, r, sim in zip(fit.targets, fit.residuals_pct, fit.simulated, strict=True):
             out.write(f"  {t.row:<40} published {t.published_ms:>9.0f} ms  simulated "
                       f"{sim.mean():>9.1f} ms  {r:+6.1f} %\n")  # fmt: skip
         out.write(f"wrote {path}\n")
+        if guest_path is not None:
+            out.write(f"wrote {guest_path}\n")
     if args.derive:
         path = derive_testbed_profile(base=args.name, name=args.derive, reference=args.rows,
                                       target=args.derive, out_dir=args.out_dir,
@@ -59,8 +72,8 @@ def _cmd_calibrate(args) -> int:
         out.write(f"{args.derive}: cpu_speed={speed:.4f} (from legacy build times)\nwrote {path}\n")
     if not args.update_profiles and not args.quiet:
         say(
-            "data/profiles/ is unchanged; to simulate with the profiles just written, copy them "
-            "there or rerun with --update-profiles"
+            "data/profiles/ and data/guests/ are unchanged; to simulate with what was just "
+            "written, copy it there or rerun with --update-profiles"
         )
     return 0
 

@@ -210,8 +210,18 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from ..qemu.compare import DEFAULT_FIT_RUNS, fit_host_profile
+    from ..qemu.compare import DEFAULT_FIT_RUNS, fit_host_profile, quick_fit
     from ..qemu.measurement import load_all
+
+    if args.quick:
+        if args.fit_run:
+            raise FphintError("--fit-run: not with --quick (it measures its own runs)")
+        runs_dir = Path(args.dir) if args.dir else Path("results") / "qemu-fit"
+        doc = quick_fit(runs_dir, name=args.name, out_dir=args.out_dir)
+        sys.stdout.write(json.dumps(doc["params"], indent=2) + "\n")
+        return 0
+    args.dir = args.dir or "data/measurements"
+    args.name = args.name or "this-host-tcg"
 
     runs = [ds for ds in load_all(args.dir) if str(ds["status"].values) == "completed"]
     fit_runs = tuple(args.fit_run) if args.fit_run else DEFAULT_FIT_RUNS
@@ -279,10 +289,25 @@ def add_command(subparsers) -> None:
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("fit", help="fit this host's profile on a few measured runs")
-    p.add_argument("dir", nargs="?", default="data/measurements")
+    p = sub.add_parser(
+        "fit",
+        help="fit this host's profile on a few measured runs",
+        description="Fit a host profile on at most five measured runs (the others are held "
+        "out). With --quick: measure this machine first (microbenchmarks and five short "
+        "migrations, within 5 minutes), then fit, and write a profile named for the machine.",
+    )
+    p.add_argument(
+        "dir",
+        nargs="?",
+        help="measured runs (default: data/measurements; with --quick, where the new runs go: "
+        "results/qemu-fit)",
+    )
+    p.add_argument("--quick", action="store_true", help="measure this machine, then fit")
     p.add_argument("--fit-run", action="append", help="run id <config>-r<k> (repeatable)")
-    p.add_argument("--name", default="this-host-tcg", help="profile name")
+    p.add_argument(
+        "--name",
+        help="profile name (default: this-host-tcg; with --quick host-<hostname>-<accel>)",
+    )
     p.add_argument("--out-dir", help="directory (default data/profiles)")
     p.set_defaults(func=_cmd_fit)
 

@@ -8,15 +8,23 @@ import time
 from pathlib import Path
 
 from ..errors import FphintError
-from ._output import say
+from ._output import check_output_dir, say
+from .simulate import whole
 
 
 def _cmd_reproduce(args) -> int:
     from ..experiments import reproduce, table
     from ..report import write_report
 
-    if args.seeds < 1:
-        raise FphintError(f"--seeds: a whole number >= 1, got {args.seeds}")
+    if not 1 <= args.seeds <= 1000:
+        raise FphintError(f"--seeds: a whole number from 1 to 1000, got {args.seeds}")
+    if args.jobs is not None and not 1 <= args.jobs <= 256:
+        raise FphintError(f"--jobs: a whole number from 1 to 256, got {args.jobs}")
+    if args.profile is not None:
+        from ..experiments import profile_for
+
+        profile_for("v36", args.profile)  # an unknown profile: refused before any run
+    check_output_dir(args.out)
     fast = True if args.fast else None
     t0 = time.perf_counter()
     if not args.quiet:
@@ -44,7 +52,7 @@ def add_command(subparsers) -> None:
         "in both modes over several seeds; write report.md, PNG figures and a netCDF file.",
     )
     p.add_argument(
-        "--seeds", type=int, default=5, help="runs per configuration and mode (default: 5)"
+        "--seeds", type=whole, default=5, help="runs per configuration and mode (default: 5)"
     )
     p.add_argument("--out", default="results", help="output folder (default: results/)")
     p.add_argument(
@@ -59,9 +67,9 @@ def add_command(subparsers) -> None:
     )
     p.add_argument(
         "--jobs",
-        type=int,
+        type=whole,
         default=None,
-        help="simulations run side by side (default: number of CPUs)",
+        help="simulations run side by side, 1 to 256 (default: number of CPUs)",
     )
     p.add_argument("--json", action="store_true", help="print the table as JSON records")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

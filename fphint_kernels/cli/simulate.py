@@ -13,7 +13,7 @@ import sys
 
 from ..errors import FphintError
 from ..units import parse_on_off, size_unit
-from ._output import say
+from ._output import check_output_file, say
 
 #: Options whose value may look like a flag (``--memory -1G``): glued as ``--memory=-1G`` so
 #: that the value reaches validation and gets a proper message.
@@ -80,7 +80,16 @@ def _workload_defaults() -> tuple[str, str, str]:
 
 def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     """The options that describe one scenario (shared by several subcommands)."""
-    from ..config import FAULTS, HINT_RELEASE, PAGE_POISON, available_profiles, available_workloads
+    from ..config import (
+        CANCEL_CLEANUP,
+        FAULTS,
+        HINT_RELEASE,
+        HINTING,
+        PAGE_POISON,
+        available_guests,
+        available_profiles,
+        available_workloads,
+    )
 
     g = p.add_argument_group("scenario")
     g.add_argument(
@@ -104,11 +113,25 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
         "practice (default: 32M = 32 MiB/s, QEMU's default, slow for a guest of several GiB)",
     )
     g.add_argument(
+        "--hinting",
+        choices=tuple(HINTING),
+        default=None,
+        help="hinting design: none (legacy), fph (free page hinting as merged), report-in-place "
+        "(the series up to v34), reporting (free page reporting, Linux 5.7), oracle (every "
+        "free page skipped: the upper bound) (default: none)",
+    )
+    g.add_argument(
         "--hint",
         type=on_off,
-        default=False,
+        default=None,
         metavar="on|off",
-        help="free page hinting (off = legacy)",
+        help="shorthand: on = --hinting fph, off = --hinting none",
+    )
+    g.add_argument(
+        "--hint-order",
+        type=whole,
+        default=None,
+        help="buddy order of the hinted or reported blocks (default: 10 = 4 MiB; reporting 9)",
     )
     g.add_argument(
         "--init-on-alloc",
@@ -117,7 +140,34 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
         metavar="on|off",
         help="guest zeroes every allocation (init_on_alloc=1) (default: off, as in 2018 kernels)",
     )
+    g.add_argument(
+        "--init-on-free",
+        type=on_off,
+        default=False,
+        metavar="on|off",
+        help="guest zeroes every page it frees (init_on_free=1) (default: off)",
+    )
     g.add_argument("--page-poison", choices=PAGE_POISON, default="off", help="guest page poisoning")
+    g.add_argument(
+        "--poison-val",
+        type=on_off,
+        default=True,
+        metavar="on|off",
+        help="the device knows the guest's poison value (VIRTIO_BALLOON_F_PAGE_POISON, QEMU 5.1+); "
+        "only free page reporting uses it (default: on)",
+    )
+    g.add_argument(
+        "--cancel-at",
+        default=None,
+        help="cancel the migration at this time, e.g. 3s; the guest is followed 2 s more",
+    )
+    g.add_argument(
+        "--cancel-cleanup",
+        choices=tuple(CANCEL_CLEANUP),
+        default="qemu-5.1",
+        help="after a cancel: qemu-4.0 (the guest keeps its hinted blocks), qemu-5.1 (DONE: it "
+        "gives them back) (default: qemu-5.1)",
+    )
     g.add_argument(
         "--hint-release",
         choices=tuple(HINT_RELEASE),
@@ -131,6 +181,19 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vcpus", type=whole, default=4, help="guest vCPUs")
     g.add_argument(
         "--profile", default="v36", help=f"host profile: {', '.join(available_profiles())}"
+    )
+    g.add_argument(
+        "--guest",
+        default="testbed-2018",
+        help=f"guest description (data/guests/NAME.json): {', '.join(available_guests())} "
+        "(default: testbed-2018, the thread's guest)",
+    )
+    g.add_argument(
+        "--guest-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any guest parameter (repeatable), e.g. hint_block_us=300",
     )
     g.add_argument("--seed", type=whole, default=0, help="random seed, a whole number >= 0")
     g.add_argument(
@@ -169,38 +232,67 @@ def add_scenario_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _key_values(option: str, items: list[str]) -> dict:
+    """``KEY=VALUE`` strings of a repeatable option, as a dict (keys with ``_``)."""
+    out = {}
+    for kv in items:
+        k, eq, v = kv.partition("=")
+        if not eq or not k.strip():
+            raise FphintError(f"{option}: expected KEY=VALUE, got {kv[:40]!r}")
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
 def scenario_from_args(args):
     """The :class:`~fphint_kernels.Scenario` of parsed :func:`add_scenario_arguments` options."""
     from ..config import Scenario
 
     opts = {}
-    for key, attr in (
-        ("fill", "fill"),
-        ("dirty_bytes", "dirty_bytes"),
-        ("dirty_interval_ms", "dirty_interval"),
-        ("intensity", "intensity"),
+    for key, attr, only in (
+        ("fill", "fill", "fill-free"),
+        ("dirty_bytes", "dirty_bytes", "dirty-loop"),
+        ("dirty_interval_ms", "dirty_interval", "dirty-loop"),
+        ("intensity", "intensity", None),
     ):
         v = getattr(args, attr, None)
         if v is not None:
+            if only and args.workload != only:
+                option = "--" + attr.replace("_", "-")
+                raise FphintError(
+                    f"{option}: applies to --workload {only} only, not {args.workload} "
+                    f"(--workload-param {key}=... adds it to any workload)"
+                )
             opts[key] = v
-    for kv in args.workload_param:
-        if "=" not in kv:
-            raise FphintError(f"--workload-param: expected KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        opts[k.strip().replace("-", "_")] = v.strip()
+    opts.update(_key_values("--workload-param", args.workload_param))
+    gopts = _key_values("--guest-param", getattr(args, "guest_param", []))
+    hinting = args.hinting
+    if args.hint is not None:
+        short = "fph" if args.hint else "none"
+        if hinting is not None and hinting != short:
+            raise FphintError(
+                f"--hint {'on' if args.hint else 'off'} conflicts with --hinting {hinting}"
+            )
+        hinting = short
     return Scenario(
         memory=args.memory,
         workload=args.workload,
         workload_options=opts,
         downtime_limit=args.downtime_limit,
         max_bandwidth=args.max_bandwidth,
-        hint=args.hint,
+        hinting=hinting or "none",
+        hint_order=args.hint_order,
         init_on_alloc=args.init_on_alloc,
+        init_on_free=args.init_on_free,
         page_poison=args.page_poison,
+        poison_val=args.poison_val,
         hint_release=args.hint_release,
+        cancel_at=args.cancel_at,
+        cancel_cleanup=args.cancel_cleanup,
         auto_converge=args.auto_converge,
         vcpus=args.vcpus,
         profile=args.profile,
+        guest=getattr(args, "guest", "testbed-2018"),
+        guest_options=gopts,
         seed=args.seed,
         faults=frozenset(args.fault),
         max_time=args.max_time,
@@ -263,12 +355,14 @@ def summary_rows(s: dict) -> list[tuple[str, str, str, str]]:
         ("scenario.downtime-limit", *_ms(sc["downtime-limit"]), ""),
         ("scenario.max-bandwidth", *_bytes(sc["max-bandwidth"])[:2], ""),
         ("scenario.hint", "on" if sc["hint"] else "off", "", ""),
+        *([("scenario.hinting", sc["hinting"], "", "")] if "hinting" in sc else []),
         ("scenario.init-on-alloc", "on" if sc["init-on-alloc"] else "off", "", ""),
         ("scenario.profile", sc["profile"], "", ""),
+        ("scenario.guest", sc.get("guest", "testbed-2018"), "", ""),
         ("scenario.seed", str(sc["seed"]), "", ""),
     ]
     if "auto-converge" in sc:
-        rows.insert(-2, ("scenario.auto-converge", "on" if sc["auto-converge"] else "off", "", ""))
+        rows.insert(-3, ("scenario.auto-converge", "on" if sc["auto-converge"] else "off", "", ""))
     return [
         (k, n, u + "/s" if k == "scenario.max-bandwidth" else u, note) for k, n, u, note in rows
     ]
@@ -328,10 +422,14 @@ def _cmd_simulate(args) -> int:
     from ..io import save_dataset
     from ..simulate import simulate, summary
 
+    if args.compact and not args.json:
+        raise FphintError("--compact: only with --json (it prints the JSON object on one line)")
+    if args.out is not None:
+        check_output_file(args.out)
     scenario = scenario_from_args(args)
     announce_compile(write=say)
     ds = simulate(scenario)
-    if args.out:
+    if args.out is not None:
         save_dataset(ds, args.out)
     s = summary(ds)
     if args.json:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import FphintError
+from ._output import check_output_dir, check_output_file
 from .simulate import whole
 
 
@@ -17,6 +18,10 @@ def _cmd_sweep(args) -> int:
     if args.workers is not None and args.scheduler:
         raise FphintError("--workers: only for the local cluster (not with --scheduler)")
     out = Path(args.out) if args.out else Path(Path(args.spec).stem + ".nc")
+    if out.suffix == ".zarr":
+        check_output_dir(str(out))
+    else:
+        check_output_file(str(out))
     try:
         ds = sweep(
             args.spec,

@@ -57,7 +57,10 @@ class Explorer:
         Initial QEMU max-bandwidth in bytes/s (snapped to the values offered).
     hint : bool
         Which run the numbers, race and page map show (both are always simulated).
-    init_on_alloc, page_poison, hint_release, auto_converge, profile, seed
+    hinting : str
+        The design of the hinting run (``fph``, ``report-in-place``, ``reporting``,
+        ``oracle``); the legacy run has none.
+    init_on_alloc, page_poison, hint_release, auto_converge, profile, guest, seed
         Initial values of the other :class:`fphint_kernels.Scenario` fields.
     page_map_bins : int
         Address bins of the page map.
@@ -124,6 +127,7 @@ class Explorer:
         hint_release="done",
         auto_converge=False,
         profile="v36",
+        guest="testbed-2018",
         seed=0,
         page_map_bins=256,
         background=True,
@@ -132,6 +136,7 @@ class Explorer:
         cache_size=16,
         parallel=None,
         simulate=None,
+        hinting="fph",
     ):
         import ipywidgets as w
 
@@ -157,7 +162,9 @@ class Explorer:
             hint_release=hint_release,
             auto_converge=auto_converge,
             profile=profile,
+            guest=guest,
             seed=seed,
+            hinting=hinting,
         )
         for name, widget in self.controls.widgets.items():
             setattr(self, name, widget)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from ..config import HINT_RELEASE, PAGE_POISON, Scenario, available_profiles, available_workloads
+from ..config import (
+    HINT_RELEASE,
+    HINTING,
+    PAGE_POISON,
+    Scenario,
+    available_guests,
+    available_profiles,
+    available_workloads,
+)
 from ..units import parse_duration_ms, parse_size
 from ._shared import format_ms
 
@@ -34,6 +42,12 @@ RELEASE_LABELS = {
     "done": "Linux 4.20: held until DONE",
     "shrinker": "Linux 5.7+: shrinker may take back",
     "after-pass": "v36 patch: freed after each pass",
+}
+HINTING_LABELS = {
+    "fph": "fph: free page hinting (4.20)",
+    "report-in-place": "report in place (series <= v34)",
+    "reporting": "free page reporting (5.7)",
+    "oracle": "oracle: every free page skipped",
 }
 
 
@@ -77,7 +91,9 @@ class Controls:
         hint_release="done",
         auto_converge=False,
         profile="v36",
+        guest="testbed-2018",
         seed=0,
+        hinting="fph",
     ):
         style = {"description_width": "9em"}
         wide = w.Layout(width="100%")
@@ -132,6 +148,13 @@ class Controls:
             style={"description_width": "9em", "button_width": "7em"},
             tooltips=["free page hinting on", "no hinting (legacy pre-copy)"],
         )
+        self.hinting = w.Dropdown(
+            options=[(HINTING_LABELS.get(k, k), k) for k in HINTING if k != "none"],
+            value=hinting,
+            description="hinting design",
+            style=style,
+            layout=wide,
+        )
         self.init_on_alloc = w.Checkbox(
             value=bool(init_on_alloc),
             description="init_on_alloc=1 (zero every allocation)",
@@ -162,6 +185,13 @@ class Controls:
             style=style,
             layout=wide,
         )
+        self.guest = w.Dropdown(
+            options=available_guests(),
+            value=guest,
+            description="guest kind",
+            style=style,
+            layout=wide,
+        )
         self.seed = w.BoundedIntText(
             value=int(seed), min=0, max=2**31 - 1, description="seed", style=style, layout=wide
         )
@@ -172,17 +202,20 @@ class Controls:
             "downtime_limit": self.downtime_limit,
             "max_bandwidth": self.max_bandwidth,
             "hint": self.hint,
+            "hinting": self.hinting,
             "init_on_alloc": self.init_on_alloc,
             "page_poison": self.page_poison,
             "hint_release": self.hint_release,
             "auto_converge": self.auto_converge,
             "profile": self.profile,
+            "guest": self.guest,
             "seed": self.seed,
         }
         for name, widget in self.widgets.items():
             widget.add_class(f"fphint-{name.replace('_', '-')}")
-        guest = [self.memory, self.workload, self.intensity, self.init_on_alloc]
+        guest = [self.guest, self.memory, self.workload, self.intensity, self.init_on_alloc]
         guest += [self.page_poison, self.hint_release]
+        guest += [self.hinting]
         host = [self.profile, self.downtime_limit, self.max_bandwidth, self.auto_converge]
         host += [self.seed]
         self.box = w.VBox(
@@ -220,11 +253,13 @@ class Controls:
             "hint_release": self.hint_release.value,
             "auto_converge": bool(self.auto_converge.value),
             "profile": self.profile.value,
+            "guest": self.guest.value,
             "seed": int(self.seed.value),
         }
 
     def scenarios(self) -> tuple[Scenario, Scenario]:
-        """The (legacy, hinting) pair of scenarios; raises ``ScenarioError`` if invalid."""
+        """The (legacy, hinting) pair of scenarios: without hinting and with the chosen design;
+        raises ``ScenarioError`` if invalid."""
         kw = self.scenario_kwargs()
         kw.pop("hint")
-        return Scenario(**kw, hint=False), Scenario(**kw, hint=True)
+        return Scenario(**kw, hinting="none"), Scenario(**kw, hinting=self.hinting.value)

@@ -160,3 +160,14 @@ def or_merge(dst, src):
                 newly += popcount64(add)
                 dst[w] = dst[w] | s
     return newly
+
+
+@jit
+def count_and(a, b):
+    """Number of bits set in both ``a`` and ``b``."""
+    total = 0
+    for w in range(a.shape[0]):
+        x = a[w] & b[w]
+        if x:
+            total += popcount64(x)
+    return total

@@ -39,15 +39,36 @@ MAX_ORDER = 10  # highest buddy order (4 MiB blocks); Linux 4.20 MAX_ORDER - 1
 HINT_ORDER = MAX_ORDER
 HINT_PAGES = 1 << HINT_ORDER
 QUEUE_SIZE = 1024  # VIRTQUEUE_MAX_SIZE of the free page vq
+#: free page reporting (Linux 5.7 ``mm/page_reporting.{c,h}``): blocks of at least
+#: pageblock_order (order 9, 2 MiB on x86), reported in batches of PAGE_REPORTING_CAPACITY
+REPORTING_ORDER = 9
+REPORTING_CAPACITY = 32
+#: each pass reports about 1/16 of each free list: DIV_ROUND_UP(nr_free, CAPACITY * 16) batches
+REPORTING_LIST_SHARE = 16
 
 # ---- times (ms) ----------------------------------------------------------------------------
 BUFFER_DELAY = 100.0  # one rate-limit / bandwidth window
 MAX_WAIT = 50.0  # longest ram_save_iterate slice
 LATE_LOG_MS = 200.0  # with the late-dirty-log fault: logging starts this long after setup
+#: PAGE_REPORTING_DELAY (2 * HZ): the reporting worker runs this long after it is requested
+REPORTING_DELAY = 2000.0
+#: after a cancelled (or failed) migration the guest is followed for this long
+AFTER_CANCEL_MS = 2000.0
+#: stream checkpoints (the destination's progress) are taken every this many bytes sent
+CHECKPOINT_BYTES = 65536
+# how QEMU's migration thread holds the dirty bitmap's lock (bitmap_mutex)
+LOCK_PER_PAGE = 0  # QEMU 4.0-6.0: around each page's test-and-clear (386a907b37)
+LOCK_PER_SLICE = 1  # QEMU 6.1+: across each ram_save_iterate slice (63268c4970)
 
 # ---- codes ---------------------------------------------------------------------------------
-RUNNING, COMPLETED, NOT_CONVERGED, FAILED = 0, 1, 2, 3
+RUNNING, COMPLETED, NOT_CONVERGED, FAILED, CANCELLED = 0, 1, 2, 3, 4
+# hinting designs (the ``design`` parameter)
+D_NONE, D_FPH, D_RIP, D_REPORTING, D_ORACLE = 0, 1, 2, 3, 4
+# what the device tells the guest when a migration is cancelled or fails (CLEANUP notifier)
+CANCEL_STOP, CANCEL_DONE = 0, 1  # QEMU 4.0: STOP, blocks stay held; 5.1 (dd8eeb9671fc): DONE
 FAIL_NONE, FAIL_OOM = 0, 1
+#: not a failure of the migration: the run stopped because the round recorder was full
+FAIL_ROUNDS = 2
 # virtio-balloon host status (hw/virtio/virtio-balloon.c, QEMU 4.0)
 S_STOP, S_REQUESTED, S_START, S_DONE = 0, 1, 2, 3
 CMD_ID_STOP, CMD_ID_MIN = 0, 0x80000000
@@ -69,6 +90,8 @@ TRACE_COLUMNS = (
     "held-pages",
     "dirty-log-pages",
     "round-index",
+    "zero-pages-sent",
+    "normal-pages-sent",
 )
 T_PENDING = TRACE_COLUMNS.index("pending")
 T_TRANSFERRED = TRACE_COLUMNS.index("transferred")
@@ -78,6 +101,8 @@ T_FREE = TRACE_COLUMNS.index("free-pages")
 T_HELD = TRACE_COLUMNS.index("held-pages")
 T_DLOG = TRACE_COLUMNS.index("dirty-log-pages")
 T_ROUND = TRACE_COLUMNS.index("round-index")
+T_DUP = TRACE_COLUMNS.index("zero-pages-sent")
+T_NORMAL = TRACE_COLUMNS.index("normal-pages-sent")
 N_TRACE = len(TRACE_COLUMNS)
 #: per-round record (dim ``round``)
 ROUND_COLUMNS = (
@@ -189,6 +214,11 @@ STATE_DTYPE = np.dtype(
         ("held_n", i8),
         ("memmap_start", i8),
         ("reserved_low", i8),
+        ("low_span", i8),  # pages above reserved_low kept by the boot, partly written
+        ("low_used", i8),  # ... of which this many hold data
+        ("img_start", i8),  # the kernel image, placed at a random address at boot (KASLR) ...
+        ("img_pages", i8),  # ... and its pages (not in the allocator, all written)
+        ("alloc_low", i8),  # the allocator takes the lowest free block first (Linux 5.10+)
         # balloon device and driver
         ("host_status", i8),
         ("host_cmd", i8),
@@ -196,13 +226,21 @@ STATE_DTYPE = np.dtype(
         ("guest_start_at", f8),
         ("guest_start_cmd", i8),
         ("guest_reporting", i8),
-        ("hint_budget", f8),
+        ("hint_budget", f8),  # ns the worker may spend (negative: time it still owes)
+        ("releasing", i8),  # after-pass with poisoning: the worker is freeing its blocks
         ("hint_cpu_ns", f8),
         ("zero_cpu_ns", f8),
         ("hint_low_pfn", i8),
         ("q_head", i8),
         ("q_count", i8),
         ("stale_n", i8),
+        ("redirtied", i8),  # pages skipped by a hint that the next sync found dirty
+        ("reported", i8),  # pages discarded by free page reporting
+        ("rep_next", f8),  # when the reporting worker runs next (-1: not scheduled)
+        ("rip_order", i8),  # report-in-place: the free list being walked ...
+        ("rip_idx", i8),  # ... and the next block index in it
+        ("cancel_time", f8),  # when the migration was cancelled (-1: it was not)
+        ("held_at_cancel", i8),
         # workload
         ("pc_head", i8),
         ("pc_count", i8),
@@ -211,6 +249,23 @@ STATE_DTYPE = np.dtype(
         ("dl_cursor", i8),
         ("dl_acc", f8),
         ("dl_n", i8),
+        # the host: the stream to the destination, the CPUs everyone shares
+        ("dst_clock", f8),  # the destination has processed every byte sent so far by then
+        ("ck_head", i8),  # oldest stream checkpoint still needed (a ring of CHECKPOINT_BYTES)
+        ("ck_count", i8),
+        ("ck_next", i8),  # bytes sent at which the next checkpoint is taken
+        ("share", f8),  # share of a CPU each busy thread gets in this step (1: no contention)
+        ("busy_mig", f8),  # ms of CPU this step: the migration thread
+        ("busy_vcpu", f8),  # ... the guest's vCPUs
+        ("busy_io", f8),  # ... the device's iothread
+        ("cpu_mig", f8),  # ms of CPU over the run: the migration thread
+        ("cpu_dst", f8),  # ... the destination
+        ("cpu_vcpu", f8),  # ... the guest's vCPUs on hinting, zeroing and the dirty loop
+        ("dl_used", f8),  # ms of vCPU time the dirty loop used in this step
+        ("slices", i8),  # ram_save_iterate slices started
+        ("hints_early", i8),  # hinted blocks applied before the first slice
+        ("hints_boundary", i8),  # ... at the ends of slices (QEMU 6.1+ lock)
+        ("boundary_drains", i8),  # slice ends at which the iothread drained its queue
         # records
         ("n_trace", i8),
         ("next_trace", f8),
@@ -224,9 +279,15 @@ PARAM_DTYPE = np.dtype(
         # scenario
         ("downtime_limit", f8),
         ("max_bandwidth", f8),
-        ("hint", i8),
+        ("hint", i8),  # the balloon's free page protocol runs (fph, report-in-place)
+        ("design", i8),  # D_NONE ... D_ORACLE
+        ("hint_order", i8),  # order of the hinted / reported blocks
         ("init_on_alloc", i8),
+        ("init_on_free", i8),
         ("poison", i8),
+        ("poison_val", i8),  # the device knows the guest's poison value (PAGE_POISON)
+        ("cancel_at", f8),  # ms; inf: never
+        ("cancel_done", i8),  # CANCEL_STOP or CANCEL_DONE
         ("release", i8),
         ("auto_converge", i8),
         ("faults", i8),
@@ -246,6 +307,26 @@ PARAM_DTYPE = np.dtype(
         ("hint_latency_ms", f8),
         ("zero_fill_ns", f8),
         ("cpu_speed", f8),
+        # host: contention, the destination, the stream, the bitmap lock
+        ("host_cpus", f8),  # CPUs shared by both QEMUs and the guest (inf: plenty)
+        ("background", f8),  # busy threads of other work on the host
+        ("t_dst_zero", f8),  # ms the destination spends on one zero page
+        ("t_dst_normal", f8),  # ... on one normal page (copy into guest RAM)
+        ("t_first_touch", f8),  # ms to allocate and zero one host region of guest RAM
+        ("region_shift", i8),  # log2 of the pages in one host region (9: 2 MiB huge pages)
+        ("stream_bytes", f8),  # bytes in flight between the two QEMUs before the sender blocks
+        ("bitmap_lock", i8),  # LOCK_PER_PAGE or LOCK_PER_SLICE
+        ("t_lock", f8),  # ms the per-page lock costs each page (LOCK_PER_PAGE)
+        ("t_hint_apply", f8),  # ms the iothread spends applying one hinted block
+        ("boundary_hints", f8),  # mean blocks applied at a slice end the sender does not block
+        ("boundary_drain_p", f8),  # chance the iothread drains its queue at such an end
+        ("setup_jitter_ms", f8),  # mean of the exponential extra setup time
+        # guest vCPUs
+        ("vcpus", i8),
+        ("hint_start_jitter_ms", f8),  # mean of the exponential extra START latency
+        ("write_fault_ms", f8),  # vCPU time of a write fault while dirty logging
+        ("store_ms", f8),  # vCPU time of one write to a page that needs no fault
+        ("guest_busy", f8),  # vCPUs the workload keeps busy (compiler jobs)
         # workload
         ("bg_rate", f8),
         ("bg_hot", i8),
@@ -287,6 +368,7 @@ class Buddy(NamedTuple):
     freemap: np.ndarray  #: uint64[...]: one bitmap per order, order k from word fm_off[k]
     fm_off: np.ndarray  #: int64[MAX_ORDER + 2]: first word of each order's bitmap
     fm_top: np.ndarray  #: int64[MAX_ORDER + 1]: highest word of each order that may be non-zero
+    fm_bot: np.ndarray  #: int64[MAX_ORDER + 1]: lowest word of each order that may be non-zero
     nr_free: np.ndarray  #: int64[MAX_ORDER + 1]: free blocks per order
 
 
@@ -298,6 +380,7 @@ class Guest(NamedTuple):
     freemap: np.ndarray  #: uint64[...]: one bitmap per order, order k from word fm_off[k]
     fm_off: np.ndarray  #: int64[MAX_ORDER + 2]: first word of each order's bitmap
     fm_top: np.ndarray  #: int64[MAX_ORDER + 1]: highest word of each order that may be non-zero
+    fm_bot: np.ndarray  #: int64[MAX_ORDER + 1]: lowest word of each order that may be non-zero
     nr_free: np.ndarray  #: int64[MAX_ORDER + 1]: free blocks per order
     # the per-page bitmaps
     bm: np.ndarray  #: uint64[N_BM, w]: one row per bitmap (BM_* above)
@@ -305,7 +388,7 @@ class Guest(NamedTuple):
     ver_src: np.ndarray  #: uint32[p]: version of each page's content in the guest
     ver_dst: np.ndarray  #: uint32[p]: version the destination received
     # lists of blocks
-    held_blocks: np.ndarray  #: int64[p >> HINT_ORDER]: blocks the balloon driver holds (a stack)
+    held_blocks: np.ndarray  #: int64[p >> hint order]: blocks the balloon driver holds (a stack)
     pc_ring: np.ndarray  #: int32[...]: page-cache blocks, oldest first (a ring)
 
 
@@ -329,8 +412,22 @@ class HintChannel(NamedTuple):
     kind: np.ndarray  #: int64[q]: Q_BLOCK, Q_START or Q_STOP
     pfn: np.ndarray  #: int64[q]: first page of a hinted block
     cmd: np.ndarray  #: int64[q]: command id
+    order: np.ndarray  #: int64[q]: order of a hinted block
     ready: np.ndarray  #: float64[q]: time the iothread handles it
     stale: np.ndarray  #: int64[q]: blocks kept past a sync (stale-hint-after-sync fault)
+
+
+class Host(NamedTuple):
+    """The two QEMUs' host: its memory, the stream between them, its random timing.
+
+    (r = host regions of guest RAM, 2 MiB with transparent huge pages; k = checkpoints)
+    """
+
+    dst_touched: np.ndarray  #: uint64[r words]: regions of the destination's RAM written so far
+    src_touched: np.ndarray  #: uint64[r words]: regions of the source's RAM the guest has written
+    ck_bytes: np.ndarray  #: int64[k]: stream checkpoints (a ring): bytes sent ...
+    ck_time: np.ndarray  #: float64[k]: ... and when the destination has processed them
+    rng: np.ndarray  #: int64[6]: MRG32k3a stream of the host's timing (setup, START, the lock)
 
 
 class Recorders(NamedTuple):

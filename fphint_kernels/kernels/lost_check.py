@@ -6,22 +6,10 @@ import numpy as np
 
 from .._numba import jit
 from .bitmap import ONE
-from .layout import BM_HELD, MAX_ORDER
+from .buddy import page_is_free
+from .layout import BM_HELD
 
-
-@jit
-def page_is_free(bd, n, p):
-    """True if page ``p`` lies inside a free buddy block (one bit test per order)."""
-    freemap = bd.freemap
-    fm_off = bd.fm_off
-    for k in range(MAX_ORDER + 1):
-        idx = p >> k
-        if (idx + 1) << k > n:
-            break
-        w = fm_off[k] + (idx >> 6)
-        if (freemap[w] >> np.uint64(idx & 63)) & ONE:
-            return True
-    return False
+__all__ = ["count_lost", "page_is_free"]
 
 
 @jit
@@ -30,7 +18,9 @@ def count_lost(st, prm, g):
 
     A page the guest may read without writing it first must have reached the destination in
     its last version: every page in use (not free, not held by the balloon), and free pages
-    too when the guest relies on their contents (page poisoning checks the pattern).
+    too when the guest relies on their contents (page poisoning checks the pattern; with
+    ``init_on_free`` the allocator hands freed pages out as zeroed without zeroing them again,
+    ``free_pages_prezeroed``).
     Versions are compared for every page (two at a time); whether a stale page is free is
     looked up in the buddy allocator's per-order free bitmaps.
 
@@ -39,7 +29,7 @@ def count_lost(st, prm, g):
     ver_src = g.ver_src
     ver_dst = g.ver_dst
     held = g.bm[BM_HELD]
-    poison = prm["poison"]
+    poison = prm["poison"] | prm["init_on_free"]
     n = st["n"]
     lost = 0
     stale_free = 0

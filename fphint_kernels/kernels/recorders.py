@@ -31,9 +31,11 @@ from .layout import (
     R_START,
     R_THRESH,
     T_DLOG,
+    T_DUP,
     T_FREE,
     T_HELD,
     T_HINT,
+    T_NORMAL,
     T_PENDING,
     T_ROUND,
     T_SENDER,
@@ -56,6 +58,8 @@ def record_trace(st, prm, rec, until):
         trace[i, T_HELD] = st["held_pages"]
         trace[i, T_DLOG] = st["dlog_count"]
         trace[i, T_ROUND] = st["round"]
+        trace[i, T_DUP] = st["dup"]
+        trace[i, T_NORMAL] = st["normal"]
         st["n_trace"] += 1
         st["next_trace"] += prm["trace_ms"]
 

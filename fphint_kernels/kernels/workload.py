@@ -27,12 +27,14 @@ from .layout import (
     BM_UNARMED,
     FAIL_OOM,
     FAILED,
-    HINT_ORDER,
-    HINT_PAGES,
     MAX_ORDER,
     REL_SHRINKER,
 )
 from .rng import rng_below, rng_exponential, rng_normal, rng_poisson, rng_uniform
+
+#: the boot's early allocations above the kernel come in runs of 1 MiB (order 8)
+LOW_RUN_ORDER = 8
+LOW_RUN = 1 << LOW_RUN_ORDER
 
 
 @jit
@@ -80,9 +82,13 @@ def block_write(st, g, pfn, k, zero):
 
 @jit
 def guest_free(st, prm, g, pfn, k):
-    """Free a block; with page poisoning the freed pages are overwritten first."""
+    """Free a block; with page poisoning the freed pages are overwritten first, with
+    ``init_on_free`` they are zeroed (``free_pages_prepare``; poisoning takes precedence, as
+    Linux says at boot: "CONFIG_PAGE_POISONING is on, will take precedence over init_on_free")."""
     if prm["poison"] != 0:
         block_write(st, g, pfn, k, np.int64(prm["poison"] == 1))
+    elif prm["init_on_free"]:
+        block_write(st, g, pfn, k, np.int64(1))
     buddy_free(st, g, pfn, k)
 
 
@@ -91,9 +97,10 @@ def release_held_block(st, prm, g):
     """The balloon driver gives its most recently hinted block back (``return_free_pages_to_mm``)."""
     st["held_n"] -= 1
     pfn = g.held_blocks[st["held_n"]]
-    clear_range(g.bm[BM_HELD], pfn, np.int64(HINT_PAGES))
-    st["held_pages"] -= HINT_PAGES
-    guest_free(st, prm, g, pfn, np.int64(HINT_ORDER))
+    k = prm["hint_order"]
+    clear_range(g.bm[BM_HELD], pfn, np.int64(1 << k))
+    st["held_pages"] -= 1 << k
+    guest_free(st, prm, g, pfn, k)
 
 
 @jit
@@ -124,7 +131,7 @@ def guest_alloc(st, prm, g, k):
         st["status"] = FAILED
         st["failure"] = FAIL_OOM
         return -1
-    if prm["init_on_alloc"]:
+    if prm["init_on_alloc"] and not prm["init_on_free"]:  # free_pages_prezeroed()
         block_write(st, g, pfn, k, np.int64(1))
         st["zero_cpu_ns"] += need * prm["zero_fill_ns"]
     return pfn
@@ -194,6 +201,7 @@ def proc_exit(st, prm, g, wl, j):
 def workload_step(st, prm, g, wl, dt):
     """Advance the guest workload by ``dt`` ms of its own time (already scaled by throttle,
     testbed speed and intensity)."""
+    st["dl_used"] = 0.0
     if dt <= 0.0:
         return
     rng = wl.rngs[0]
@@ -239,20 +247,41 @@ def workload_step(st, prm, g, wl, dt):
             pagecache_add(st, prm, g)
     # dirty loop: rewrite the buffer in address order once per interval
     if st["dl_n"] > 0:
-        dl_pool = wl.dl_pool
-        st["dl_acc"] += st["dl_n"] / prm["dl_interval"] * dt
-        n = int(st["dl_acc"])
-        st["dl_acc"] -= n
-        # one process on one vCPU cannot write faster than it can fill pages: the cap is in
-        # real time (dt is guest time, already scaled by testbed speed and intensity)
-        real_dt = dt / (prm["cpu_speed"] * max(prm["intensity"], 1e-9))
-        cap = int(real_dt * 1e6 / max(prm["zero_fill_ns"], 1.0)) + 1
-        if n > cap:
-            n = cap
+        dirty_loop_step(st, prm, g, wl, dt)
+
+
+@jit
+def dirty_loop_step(st, prm, g, wl, dt):
+    """The dirty loop's writes due in ``dt`` ms of guest time, as many as its vCPU can do.
+
+    One process on one vCPU: each page costs a store (``store_ms``), or a write fault
+    (``write_fault_ms``) when dirty logging has write-protected the page since its last write
+    (the first write after each sync).  The vCPU time of the step is real time (``dt`` is guest
+    time, already scaled by the testbed's speed, the workload's intensity and the vCPU's share
+    of a CPU); pages it has no time for are not written (the loop falls behind).
+    """
+    dl_pool = wl.dl_pool
+    st["dl_acc"] += st["dl_n"] / prm["dl_interval"] * dt
+    n = int(st["dl_acc"])
+    st["dl_acc"] -= n
+    budget = dt / (prm["cpu_speed"] * max(prm["intensity"], 1e-9))
+    unarmed = g.bm[BM_UNARMED]
+    logging = st["logging"]
+    used = 0.0
+    for i in range(n):
+        p = np.int64(dl_pool[st["dl_cursor"]])
+        cost = prm["store_ms"]
+        if logging and (unarmed[p >> 6] >> np.uint64(p & 63)) & ONE == ZERO:
+            cost = prm["write_fault_ms"]
+        if used + cost > budget and i > 0:
             st["dl_acc"] = 0.0
-        for _ in range(n):
-            page_write(st, g, np.int64(dl_pool[st["dl_cursor"]]), np.int64(0))
-            st["dl_cursor"] = (st["dl_cursor"] + 1) % st["dl_n"]
+            break
+        used += cost
+        page_write(st, g, p, np.int64(0))
+        st["dl_cursor"] = (st["dl_cursor"] + 1) % st["dl_n"]
+    st["cpu_vcpu"] += used
+    st["busy_vcpu"] += used / st["share"]
+    st["dl_used"] += used
 
 
 @jit
@@ -270,6 +299,21 @@ def workload_init(st, prm, g, wl, touched_pages, pagecache_pages, tmp):
     # boot-time reserved memory: written, never in the buddy allocator
     for p in range(st["reserved_low"]):
         page_write(st, g, p, np.int64(0))
+    # the kernel image where the boot's physical KASLR put it
+    if st["img_pages"] > 0:
+        block_write(st, g, st["img_start"], np.int64(0), np.int64(0))  # first page ...
+        for p in range(st["img_start"] + 1, st["img_start"] + st["img_pages"]):
+            page_write(st, g, p, np.int64(0))  # ... and the rest
+    # above it, memory the boot kept (early allocations): low_used pages of it hold data, in
+    # runs of LOW_RUN pages at random places (early allocations come in contiguous chunks)
+    nonzero = g.bm[BM_NONZERO]
+    runs = st["low_span"] // LOW_RUN
+    left = min(st["low_used"], runs * LOW_RUN) // LOW_RUN
+    while left > 0:
+        p = st["reserved_low"] + rng_below(rng, runs) * LOW_RUN
+        if (nonzero[p >> 6] >> np.uint64(p & 63)) & ONE == ZERO:
+            block_write(st, g, p, np.int64(LOW_RUN_ORDER), np.int64(0))
+            left -= 1
     for p in range(st["memmap_start"], n):
         page_write(st, g, p, np.int64(0))
     base_pool = wl.base_pool

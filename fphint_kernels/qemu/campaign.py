@@ -2,9 +2,11 @@
 
 A plan is a JSON object ``{"name": ..., "repeats": 3, "runs": [{...RunConfig strings...}]}``
 (or the built-in ``default`` plan, :func:`default_plan`).  Runs are ordered repeat by repeat
-(all configurations once, then all again...) so that slow drifts of the shared host spread over
-every configuration, and a cut campaign still covers them.  Files that already exist are
-skipped, so a campaign can be resumed.
+(all configurations once, then all again...) so that slow drifts of the host spread over every
+configuration, and a cut campaign still covers them.  With ``"pairs": true`` the runs are
+consecutive pairs (hinting on, then off, of one configuration) and every other repeat runs each
+pair in the opposite order (A B, then B A...), so that drift cancels between the two modes.
+Files that already exist are skipped, so a campaign can be resumed.
 """
 
 from __future__ import annotations
@@ -83,7 +85,16 @@ def expand(plan: dict, repeats: int | None = None) -> list[tuple[int, RunConfig]
     n = int(repeats if repeats is not None else plan.get("repeats", 3))
     if n < 1:
         raise FphintError("--repeat must be at least 1")
-    return [(r, c) for r in range(n) for c in configs]
+    pairs = bool(plan.get("pairs", False))
+    if pairs and len(configs) % 2:
+        raise FphintError("a plan with pairs needs an even number of runs")
+    out = []
+    for r in range(n):
+        order = list(range(len(configs)))
+        if pairs and r % 2:
+            order = [i ^ 1 for i in order]  # B A instead of A B
+        out += [(r, configs[i]) for i in order]
+    return out
 
 
 def run_file(out: Path, cfg: RunConfig, rep: int) -> Path:

@@ -119,14 +119,60 @@ def loopback_bytes_per_s(mib: int = 256, chunk: int = 1 << 20) -> float:
     return got[0] / dt
 
 
+def stream_buffer_bytes(chunk: int = 65536) -> int:
+    """Bytes a loopback TCP stream takes before its writer blocks when nobody reads (the send
+    and receive buffers together: what the migration stream holds in flight)."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    cli = socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    cli.setblocking(False)
+    data = b"\x5a" * chunk
+    total = 0
+    try:
+        while True:
+            try:
+                total += cli.send(data)
+            except BlockingIOError:
+                break
+    finally:
+        for s in (cli, conn, srv):
+            s.close()
+    return total
+
+
+def transparent_huge_pages() -> bool:
+    """Whether QEMU's guest RAM gets transparent huge pages (``madvise`` or ``always``)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+def first_touch_ms_per_2m(mib: int = 64) -> float:
+    """ms to allocate and zero one 2 MiB huge page of fresh anonymous memory (the cost the
+    destination pays for each region of guest RAM it writes first), after waiting for the
+    host's free memory to settle (:func:`~fphint_kernels.qemu.probes.wait_for_settled_memory`)."""
+    from .probes import FirstTouchProbe, wait_for_settled_memory
+
+    wait_for_settled_memory()
+    probe = FirstTouchProbe(mib)
+    probe.release()
+    return probe.ms_per_region
+
+
 def run_all(quick: bool = False) -> dict:
-    """All microbenchmarks, with the host's load average at the time.
+    """All measurements of the host, with its load average at the time.
 
     Returns
     -------
     dict
         ``zero_page_ns``, ``page_copy_ns``, ``link_bytes_per_s``, ``normal_page_ns``
-        (copy + the wire time of 4104 bytes), ``loadavg``.
+        (copy + the wire time of 4104 bytes), ``host_cpus``, ``host_page_kib`` (2048 with
+        transparent huge pages, else 4), ``stream_buffer_bytes``, ``first_touch_ms_per_2m``,
+        ``cpu_model``, ``loadavg``.
     """
     size = 16 if quick else 64
     z = zero_check_ns(size)
@@ -137,10 +183,19 @@ def run_all(quick: bool = False) -> dict:
             load = " ".join(f.read().split()[:3])
     except OSError:
         load = ""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
     return {
         "zero_page_ns": z,
         "page_copy_ns": c,
         "link_bytes_per_s": link,
         "normal_page_ns": c + NORMAL_RECORD / link * 1e9,
+        "host_cpus": cpus,
+        "host_page_kib": 2048 if transparent_huge_pages() else 4,
+        "stream_buffer_bytes": stream_buffer_bytes(),
+        "first_touch_ms_per_2m": first_touch_ms_per_2m(32 if quick else 64),
+        "cpu_model": host_info().get("cpu_model", ""),
         "loadavg": load,
     }

@@ -27,7 +27,9 @@ from ..variables import SPECS
 from .result import RunResult
 from .runconfig import RunConfig
 
-HARNESS_VERSION = 2  # 2: destination check waits for "running", touch 0.3 (1: 0.5)
+#: 2: destination check waits for "running", touch 0.3 (1: 0.5);
+#: 3: trace events, per-thread CPU samples, final reply re-read until its times are set
+HARNESS_VERSION = 3
 
 _SCALARS = {
     # dataset name: (path in query-migrate, dtype)
@@ -222,7 +224,134 @@ def to_dataset(res: RunResult, *, run: int = 0, campaign: str = "") -> xr.Datase
     )
     if h and h.trouble:
         attrs["guest_console_excerpt"] = _excerpt(res.dest_log)
-    return xr.Dataset(data, coords={"time": ("time", t, {"units": "ms"})}, attrs=attrs)
+    coords = {"time": ("time", t, {"units": "ms"})}
+    if res.probes:
+        pdata, pcoords, pattrs = probe_variables(res)
+        data.update(pdata)
+        coords.update(pcoords)
+        attrs.update(pattrs)
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+#: What the probes add to a measured run: name -> (dims, units, description).
+PROBE_VARS = {
+    "cpu-time": (
+        ("sample", "side", "role"),
+        "ms",
+        "CPU time of each QEMU's threads of a role since the migrate command "
+        "(/proc/PID/task/TID/schedstat)",
+    ),
+    "cpu-wait": (
+        ("sample", "side", "role"),
+        "ms",
+        "time those threads waited for a CPU (run-queue delay) since the migrate command",
+    ),
+    "host-busy": (("sample",), "CPUs", "busy CPUs of the whole host over each sample interval"),
+    "hint-time": (("hint",), "ms", "the source's iothread pops a hinted 4 MiB block"),
+    "command-time": (("command",), "ms", "it pops a command id (the guest's START or STOP)"),
+    "slice-end-time": (("slice",), "ms", "a ram_save_iterate slice ends after MAX_WAIT"),
+    "slice-pages": (("slice",), "pages", "pages that slice handled"),
+    "check-time": (("check",), "ms", "a pending check before an iteration (migrate_pending)"),
+    "check-pending": (("check",), "pages", "pending RAM at that check"),
+    "check-threshold": (("check",), "pages", "the threshold (bandwidth x downtime-limit)"),
+    "sync-time": (("sync",), "ms", "a bitmap sync starts"),
+    "sync-dirty-pages": (("sync",), "pages", "dirty pages after that sync"),
+    "setup-done-time": ((), "ms", "migration setup complete: the first iteration starts"),
+    "switchover-time": ((), "ms", "the source VM stops for the switchover"),
+    "hints-before-first-slice": ((), "blocks", "hinted blocks popped before the first slice"),
+    "cpu-migration-thread": ((), "ms", "CPU time of the source's migration thread"),
+    "cpu-vcpus": ((), "ms", "CPU time of the source's vCPU threads during the migration"),
+    "cpu-iothread": ((), "ms", "CPU time of the source's iothread (free page hints)"),
+    "cpu-destination": ((), "ms", "CPU time of every thread of the destination QEMU"),
+    "cpu-other": (
+        (),
+        "ms",
+        "CPU time used on the host by anything but the two QEMUs during the migration",
+    ),
+}
+
+
+def probe_variables(res: RunResult) -> tuple[dict, dict, dict]:
+    """Data variables, coordinates and attrs from the run's probes (see :data:`PROBE_VARS`).
+
+    Times are ms from the ``migrate`` command: the CPU samples are taken against the host
+    clock at that command; the trace events count from QEMU's ``setup`` state, which the
+    command enters at once (the offset is recorded as ``trace_offset_ms``).
+    """
+    from .probes import ROLES, parse_trace
+
+    pr = res.probes
+    tm = np.asarray(pr.get("time_ms", []), dtype=float)
+    sides = ("src", "dst")
+    cpu = np.zeros((len(tm), len(sides), len(ROLES)))
+    wait = np.zeros_like(cpu)
+    for i, side in enumerate(sides):
+        for j, role in enumerate(ROLES):
+            key = f"{side}/{role}"
+            if key in pr.get("cpu_ns", {}):
+                cpu[:, i, j] = np.asarray(pr["cpu_ns"][key], dtype=float) / 1e6
+                wait[:, i, j] = np.asarray(pr["wait_ns"][key], dtype=float) / 1e6
+    busy = np.array([np.nan if v is None else v for v in pr.get("host_busy", [])], dtype=float)
+    total_ms = float(_get(res.final or {}, ("total-time",), np.nan))
+    # over the migration: the last sample before the command to the first after the end
+    i0 = int(np.searchsorted(tm, 0.0, side="right") - 1) if len(tm) else 0
+    i1 = int(min(len(tm) - 1, np.searchsorted(tm, total_ms))) if len(tm) else 0
+    i0 = max(i0, 0)
+
+    def used(side, role=None):
+        k = sides.index(side)
+        v = cpu[:, k, :] if role is None else cpu[:, k, ROLES.index(role)]
+        v = v.sum(axis=1) if role is None else v
+        return float(v[i1] - v[i0]) if len(tm) else np.nan
+
+    dt = np.diff(tm)
+    ncpu_ms = float(np.nansum(busy[i0 + 1 : i1 + 1] * dt[i0:i1])) if len(tm) > 1 else np.nan
+    qemu_ms = used("src") + used("dst")
+    tr = parse_trace(res.source_qemu_log)
+    off = 0.0
+    if tr.found and pr.get("migrate_wall_time"):
+        off = (tr.t0 - float(pr["migrate_wall_time"])) * 1000.0
+    values = {
+        "cpu-time": cpu,
+        "cpu-wait": wait,
+        "host-busy": busy,
+        "hint-time": tr.hint_ms + off,
+        "command-time": tr.command_ms + off,
+        "slice-end-time": tr.slice_end_ms + off,
+        "slice-pages": tr.slice_pages,
+        "check-time": tr.pending_ms + off,
+        "check-pending": tr.pending_pages,
+        "check-threshold": tr.threshold_pages,
+        "sync-time": tr.sync_start_ms + off,
+        "sync-dirty-pages": tr.sync_dirty_pages,
+        "setup-done-time": tr.setup_done_ms + off,
+        "switchover-time": tr.stop_ms + off,
+        "hints-before-first-slice": tr.hints_before_first_slice(),
+        "cpu-migration-thread": used("src", "migration"),
+        "cpu-vcpus": used("src", "vcpu"),
+        "cpu-iothread": used("src", "iothread"),
+        "cpu-destination": used("dst"),
+        "cpu-other": max(0.0, ncpu_ms - qemu_ms) if np.isfinite(ncpu_ms) else np.nan,
+    }
+    data = {
+        name: _var(name, np.asarray(values[name]), dims, units, desc)
+        for name, (dims, units, desc) in PROBE_VARS.items()
+    }
+    coords = {
+        "sample": ("sample", tm, {"units": "ms"}),
+        "side": ("side", list(sides)),
+        "role": ("role", list(ROLES)),
+    }
+    attrs = {
+        "trace_offset_ms": float(off),
+        "host_vmstat_delta": json.dumps(pr.get("vmstat", {}), sort_keys=True),
+        # the cost of new memory on the host just before the migrate command (ms per 2 MiB
+        # huge page) and the free memory the host reported to its hypervisor during the run
+        "host_first_touch_ms_per_2m": float(pr.get("first_touch_ms_per_2m", np.nan)),
+        "host_reported_kib": -1 if pr.get("reported_kib") is None else int(pr["reported_kib"]),
+        "harness_memory_settle_s": float(res.timings.get("memory_settle_s", np.nan)),
+    }
+    return data, coords, attrs
 
 
 def _excerpt(log: str, limit: int = 2500) -> str:

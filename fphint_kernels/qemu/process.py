@@ -121,16 +121,20 @@ class Console:
 class QemuProcess:
     """One ``qemu-system-x86_64`` with a QMP socket and a console socket."""
 
-    def __init__(self, name: str, args: list[str], workdir: Path):
+    def __init__(self, name: str, args: list[str], workdir: Path, trace_events: Path | None = None):
         self.name = name
         self.workdir = workdir
         self.qmp_path = str(workdir / f"{name}-qmp.sock")
         self.con_path = str(workdir / f"{name}-con.sock")
         self.stderr_path = workdir / f"{name}-qemu.err"
+        # debug-threads=on names QEMU's threads (CPU 0/TCG, live_migration, IO io0...), which
+        # the harness's CPU sampler reads; trace events go to the stderr log with thread ids
+        trace = ["-msg", "timestamp=on", "-trace", f"events={trace_events}"] if trace_events else []
         cmd = [
             QEMU,
             "-name",
-            f"fphint-{name}",
+            f"fphint-{name},debug-threads=on",
+            *trace,
             *args,
             "-chardev",
             f"socket,id=con0,path={self.con_path},server=on,wait=off",

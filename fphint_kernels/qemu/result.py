@@ -31,10 +31,12 @@ class RunResult:
     host: dict = field(default_factory=dict)
     source_log: str = ""
     dest_log: str = ""
+    source_qemu_log: str = ""  # what the source QEMU printed, its trace events included
     health: health.Health | None = None
     dest_status: str = ""
     fill_bytes: int = -1
     timings: dict = field(default_factory=dict)
+    probes: dict = field(default_factory=dict)  # thread CPU samples, vmstat (runner._Migration)
     started: str = ""
     workdir: str = ""
 
@@ -54,6 +56,7 @@ def dump_raw(res: RunResult, path: Path) -> None:
         "dest_status": res.dest_status,
         "fill_bytes": res.fill_bytes,
         "timings": res.timings,
+        "probes": res.probes,
         "started": res.started,
         "health": asdict(res.health) if res.health else None,
     }
@@ -83,6 +86,7 @@ def load_raw(path: str | os.PathLike) -> RunResult:
     ):
         setattr(res, k, raw[k])
     res.trace = [(t, i) for t, i in raw["trace"]]
+    res.probes = raw.get("probes", {})
     if raw.get("health"):
         res.health = health.Health(**raw["health"])
         res.health.trouble = [tuple(x) for x in res.health.trouble]
@@ -90,5 +94,8 @@ def load_raw(path: str | os.PathLike) -> RunResult:
         f = p.parent / f"{side}-console.log"
         if f.exists():
             setattr(res, attr, f.read_text(errors="replace"))
+    f = p.parent / "src-qemu.err"
+    if f.exists():
+        res.source_qemu_log = f.read_text(errors="replace")
     res.workdir = str(p.parent)
     return res

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import FphintError
-from . import health
+from . import health, probes
 from .guest import Guest, cache_dir, load_guest
 from .hostbench import host_info
 from .process import QemuProcess, free_port, qemu_version
@@ -146,7 +146,10 @@ class _Migration:
 
     def _start(self, name: str, incoming: bool) -> QemuProcess:
         args = qemu_args(self.guest, self.cfg, self.accel, incoming=incoming)
-        return QemuProcess(name, args, self.sockdir)
+        events = None
+        if not incoming:  # the source's trace events explain the migration's timing
+            events = probes.write_events_file(self.sockdir / "trace-events")
+        return QemuProcess(name, args, self.sockdir, trace_events=events)
 
     def boot_source(self) -> bool:
         """Boot the source guest and wait for its workload; False if it never got ready."""
@@ -166,7 +169,9 @@ class _Migration:
 
     def migrate(self) -> None:
         """Start the destination, migrate, record the outcome and check the destination."""
-        self.say("source ready; starting destination")
+        self.say("source ready; waiting for the host's free memory to settle")
+        self.res.timings["memory_settle_s"] = probes.wait_for_settled_memory()
+        self.say("starting destination")
         self.dst = self._start("dst", incoming=True)
         time.sleep(self.cfg.settle_s)
         port = free_port()
@@ -180,9 +185,19 @@ class _Migration:
         )
         self.res.timings["params"] = self.src.qmp.execute("query-migrate-parameters")
         self.say("migrating")
-        t0 = time.monotonic()
-        self.src.qmp.execute("migrate", uri=f"tcp:127.0.0.1:{port}")
-        info = self.poll(t0)
+        touch = probes.FirstTouchProbe()  # the cost of new memory on this host right now
+        vm0, rep0 = probes.read_vmstat(), probes.read_reported_kib()
+        try:
+            with probes.ThreadSampler({"src": self.src.proc.pid, "dst": self.dst.proc.pid}) as cpu:
+                t0, t0_wall = time.monotonic(), time.time()
+                self.src.qmp.execute("migrate", uri=f"tcp:127.0.0.1:{port}")
+                info = self.poll(t0)
+        finally:
+            touch.release()
+        self.res.probes = _probe_record(cpu.series(), t0_wall, vm0, probes.read_vmstat())
+        self.res.probes["first_touch_ms_per_2m"] = round(touch.ms_per_region, 4)
+        rep1 = probes.read_reported_kib()
+        self.res.probes["reported_kib"] = None if rep0 is None else rep1 - rep0
         self.res.final = info
         self.res.timings["migrate_wall_s"] = time.monotonic() - t0
         self.judge(info, t0)
@@ -201,7 +216,7 @@ class _Migration:
             t = (time.monotonic() - t0) * 1000.0
             self.res.trace.append((t, info))
             if info.get("status", "") in ("completed", "failed", "cancelled"):
-                return info
+                return self._settled(info, t0)
             if t > limit_ms:
                 src.qmp.execute("migrate_cancel")
                 deadline = time.monotonic() + 30
@@ -215,6 +230,24 @@ class _Migration:
             if not src.alive():
                 raise FphintError("source QEMU died during migration")
             time.sleep(POLL_S)
+
+    def _settled(self, info: dict, t0: float) -> dict:
+        """The final reply once QEMU has filled in its times.
+
+        QEMU sets the state to ``completed`` before ``migration_calculate_complete`` computes
+        ``total-time`` and ``downtime`` (``migration_iteration_finish``), so a poll that lands
+        in between reads 0 for both: ask again until they are set (at most 2 s).
+        """
+        deadline = time.monotonic() + 2.0
+        while (
+            info.get("status") == "completed"
+            and not info.get("total-time")
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+            info = self.src.qmp.execute("query-migrate")
+            self.res.trace.append(((time.monotonic() - t0) * 1000.0, info))
+        return info
 
     def judge(self, info: dict, t0: float) -> None:
         """``status`` and ``failure`` of the run from the last ``query-migrate`` reply."""
@@ -236,6 +269,10 @@ class _Migration:
                 p.kill()
         if self.src is not None:
             res.source_log = self.src.console.text()
+            try:
+                res.source_qemu_log = self.src.stderr_path.read_text(errors="replace")
+            except OSError:
+                pass
         if self.dst is not None:
             res.dest_log = self.dst.console.text()
         run_dir = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.cfg.key()}"
@@ -246,6 +283,18 @@ class _Migration:
         shutil.rmtree(self.sockdir, ignore_errors=True)
         res.workdir = str(run_dir)
         res.timings["wall_s"] = time.monotonic() - self.t_start
+
+
+def _probe_record(series: dict, t0_wall: float, vm0: dict, vm1: dict) -> dict:
+    """The CPU samples of a run as JSON-ready lists, times in ms from the migrate command."""
+    return {
+        "time_ms": ((series["time"] - t0_wall) * 1000.0).round(3).tolist(),
+        "cpu_ns": {f"{side}/{role}": v.tolist() for (side, role), v in series["cpu"].items()},
+        "wait_ns": {f"{side}/{role}": v.tolist() for (side, role), v in series["wait"].items()},
+        "host_busy": [None if v != v else round(float(v), 4) for v in series["host_busy"]],
+        "migrate_wall_time": t0_wall,
+        "vmstat": {k: vm1[k] - vm0[k] for k in vm1 if k in vm0},
+    }
 
 
 def _check_destination(dst: QemuProcess) -> tuple[str, health.Health]:
