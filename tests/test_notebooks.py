@@ -3,7 +3,7 @@
 The execution test starts a ``python3`` Jupyter kernel per notebook (nbclient) with
 ``FPHINT_FAST=1`` and the repository on ``PYTHONPATH``, runs every cell with a per-cell timeout
 and fails on the first error.  Notebooks are globbed, so one added to the folder is tested
-without touching this file.  The structure tests check what STYLE.md asks of every notebook:
+without touching this file.  The structure tests check the rules of docs/notebooks.md:
 committed without outputs, thin (no ``def``), the package imported and its style used in the
 first code cell, a fast mode, and the Pythia section order.
 """
