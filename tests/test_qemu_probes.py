@@ -80,9 +80,13 @@ def test_sampler_sees_a_busy_thread():
             pass
 
     th = threading.Thread(target=spin)
-    with probes.ThreadSampler({"src": os.getpid()}, period_s=0.01) as sampler:
-        th.start()
-        time.sleep(0.15)
+    try:
+        with probes.ThreadSampler({"src": os.getpid()}, period_s=0.01) as sampler:
+            th.start()
+            time.sleep(0.15)
+        # the thread stops after the last sample: a thread that has exited has no CPU time
+        # left to read in /proc
+    finally:
         stop.set()
         th.join()
     ser = sampler.series()
