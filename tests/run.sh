@@ -3,7 +3,7 @@
 # venv module), or from an active conda environment.  This is the README's test command and
 # what .ci/run calls.
 #
-#   bash tests/run.sh            lint, every test with the JIT on, then the coverage pass
+#   bash tests/run.sh            lint, every test with the JIT on and, beside it, the coverage pass
 #   bash tests/run.sh --quick    lint and the tests with the JIT on, without the slow, QEMU and
 #                                browser tests and without the coverage pass (a few minutes)
 #   bash tests/run.sh ARGS...    further arguments go to pytest
@@ -108,11 +108,27 @@ if [ "$quick" = 1 ]; then
     exit 0
 fi
 
-echo "== tests (JIT)"
-"$PY" -m pytest -q -p no:cacheprovider --basetemp="$run_tmp/pytest" --durations=15 "$@"
-
+# the two passes run side by side, one per core: the JIT pass here, the coverage pass (pure
+# Python, NUMBA_DISABLE_JIT=1) in the background, its output shown when both are done
+echo "== tests (JIT), and beside it the coverage pass (NUMBA_DISABLE_JIT=1)"
+(
+    rc=0
+    NUMBA_DISABLE_JIT=1 "$PY" -m coverage run -m pytest -q -p no:cacheprovider \
+        --basetemp="$run_tmp/pytest-coverage" -m "not slow and not qemu and not browser" \
+        -k "not notebook" "$@" >"$run_tmp/coverage.log" 2>&1 || rc=$?
+    echo "$rc" >"$run_tmp/coverage.rc"
+) &
+cov_pid=$!
+jit_rc=0
+"$PY" -m pytest -q -p no:cacheprovider --basetemp="$run_tmp/pytest" --durations=15 "$@" ||
+    jit_rc=$?
+wait "$cov_pid" || true
 echo "== coverage (NUMBA_DISABLE_JIT=1)"
-NUMBA_DISABLE_JIT=1 "$PY" -m coverage run -m pytest -q -p no:cacheprovider \
-    --basetemp="$run_tmp/pytest-coverage" -m "not slow and not qemu and not browser" \
-    -k "not notebook" "$@"
-"$PY" -m coverage report
+cat "$run_tmp/coverage.log"
+cov_rc="$(cat "$run_tmp/coverage.rc" 2>/dev/null || echo 1)"
+report_rc=0
+"$PY" -m coverage report || report_rc=$?
+if [ "$jit_rc" != 0 ] || [ "$cov_rc" != 0 ] || [ "$report_rc" != 0 ]; then
+    echo "tests/run.sh: failed (JIT pass $jit_rc, coverage pass $cov_rc, coverage report $report_rc)" >&2
+    exit 1
+fi

@@ -340,6 +340,7 @@ def test_netcdf3_measured_runs_still_load(tmp_path):
         load_dataset(bad)
 
 
+@pytest.mark.slow  # long without the JIT: in the JIT pass only
 def test_the_committed_campaign_loads():
     from fphint_kernels.config import data_dir
 

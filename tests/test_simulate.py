@@ -150,6 +150,7 @@ def test_fill_free_sends_old_data_without_hints():
     assert int(hinted["lost-pages"]) == 0
 
 
+@pytest.mark.slow  # long without the JIT: in the JIT pass only
 def test_not_converged_is_reported_not_hung():
     sc = fk.Scenario(
         memory="1G",
@@ -165,6 +166,7 @@ def test_not_converged_is_reported_not_hung():
     assert np.isnan(float(ds["downtime"]))
 
 
+@pytest.mark.slow  # long without the JIT: in the JIT pass only
 def test_auto_converge_throttles_a_busy_guest():
     sc = fk.Scenario(
         memory="512M",
