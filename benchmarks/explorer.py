@@ -28,11 +28,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from run import best_of  # noqa: E402  (benchmarks/run.py: the same timing loop)
 
 import fphint_kernels as fk  # noqa: E402
 from fphint_kernels.explorer import Explorer  # noqa: E402
@@ -41,15 +42,6 @@ from fphint_kernels.explorer.worker import Request  # noqa: E402
 #: seconds a warm update may take, by guest size
 TARGETS = {"8G": 0.1, "128G": 0.5, "1T": 5.0}
 SCENARIO = dict(workload="idle", downtime_limit="2s", max_bandwidth="100G", profile="v36")
-
-
-def best_of(fn, repeat):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def load() -> str:

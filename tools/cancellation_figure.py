@@ -11,9 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from _figure import save_figure
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img" / "cancellation.png"
-MAX_BYTES = 200 * 1024
 
 
 def main(argv=None) -> int:
@@ -36,15 +37,8 @@ def main(argv=None) -> int:
     }
     fk.plot.use_style()
     axes = fk.plot.cancellation(runs)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    axes[0].figure.savefig(out, dpi=90, bbox_inches="tight")
-    size = out.stat().st_size
-    sys.stdout.write(f"wrote {out} ({size / 1024:.0f} KB)\n")
-    if size > MAX_BYTES:
-        sys.stderr.write(f"cancellation_figure: {out} is over {MAX_BYTES // 1024} KB\n")
-        return 1
-    return 0
+    ok = save_figure(axes[0].figure, args.out, "cancellation_figure", bbox_inches="tight")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from _figure import save_figure
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img" / "reductions.png"
-MAX_BYTES = 200 * 1024
 
 
 def main(argv=None) -> int:
@@ -42,15 +43,7 @@ def main(argv=None) -> int:
         res = load_dataset(nc)
     fk.plot.use_style()
     fig = fk.plot.reproduction_reductions(res)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    size = out.stat().st_size
-    sys.stdout.write(f"wrote {out} ({size / 1024:.0f} KB)\n")
-    if size > MAX_BYTES:
-        sys.stderr.write(f"readme_figure: {out} is over {MAX_BYTES // 1024} KB\n")
-        return 1
-    return 0
+    return 0 if save_figure(fig, args.out, "readme_figure") else 1
 
 
 if __name__ == "__main__":

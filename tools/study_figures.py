@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from _figure import save_figure
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ("big_idle_guest", "hint_rate", "init_on_alloc", "designs", "non_convergence")
-MAX_BYTES = 200 * 1024
 
 
 def numbers(name: str, ds) -> list[str]:
@@ -127,13 +128,9 @@ def main(argv=None) -> int:
             ds = load_dataset(nc)
         fig = getattr(fk.plot, f"study_{name}")(ds)
         out = Path(args.img) / f"study_{name}.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=90)
-        size = out.stat().st_size
-        sys.stdout.write(f"== {name}: wrote {out} ({size / 1024:.0f} KB)\n")
+        ok = save_figure(fig, out, "study_figures", label=f"== {name}: ")
         sys.stdout.write("".join(f"  {line}\n" for line in numbers(name, ds)))
-        if size > MAX_BYTES:
-            sys.stderr.write(f"study_figures: {out} is over {MAX_BYTES // 1024} KB\n")
+        if not ok:
             status = 1
     return status
 
