@@ -408,13 +408,10 @@ def _clean(v: float):
 
 
 def _dump(doc: dict, name: str, out_dir) -> Path:
+    from .io import save_json
+
     d = Path(out_dir) if out_dir is not None else data_dir() / "profiles"
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{name}.json"
-    tmp = d / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)  # whole or absent
-    return path
+    return save_json(doc, d / f"{name}.json")  # whole or absent
 
 
 def testbed_speed(reference: str = "v36", target: str = "v37", memory: str = "8G", path=None):

@@ -18,6 +18,7 @@ measured runs of ``fphint qemu migrate`` and ``fphint qemu campaign``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -85,6 +86,17 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     except BaseException:  # Ctrl-C, SIGTERM: nothing left behind
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def save_json(doc: dict, path: str | os.PathLike) -> Path:
+    """Write ``doc`` as indented JSON to ``path`` (profiles, guests), creating the folder: under
+    a temporary name beside it, then renamed into place, so the file is whole or absent."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
     return path
 
 

@@ -537,6 +537,7 @@ def fit_host_profile(
     """
     from ..config import HostProfile, data_dir
     from ..fitting import fit_log_params
+    from ..io import save_json
     from ..simulate import simulate
     from . import hostbench
 
@@ -625,11 +626,7 @@ def fit_host_profile(
         "fit_runs": list(fit_runs),
     }
     out = Path(out_dir) if out_dir else data_dir() / "profiles"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)
+    path = save_json(doc, out / f"{name}.json")
     stream.write(f"fphint qemu fit: wrote {path} ({fitted})\n")
     return doc
 
