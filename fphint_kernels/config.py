@@ -232,6 +232,12 @@ PROFILE_OPTIONAL = {
         0.0,
         "chance that the iothread drains its queue at such a slice end anyway (lock 1)",
     ),
+    "flush_wait_p": (
+        "1",
+        1.0,
+        "chance that the sender's slice-end flush into a full stream waits for room, letting "
+        "the iothread drain its queue of hints (lock 1)",
+    ),
     "setup_jitter_ms": ("ms", 0.0, "mean of the random (exponential) extra setup time"),
 }
 
@@ -286,8 +292,9 @@ class HostProfile:
             raise ScenarioError("profile parameter bitmap_lock: 0 (per page) or 1 (per slice)")
         if out["host_page_kib"] not in (4.0, 2048.0):
             raise ScenarioError("profile parameter host_page_kib: 4 or 2048")
-        if out["boundary_drain_p"] > 1:
-            raise ScenarioError("profile parameter boundary_drain_p: a probability, at most 1")
+        for k in ("boundary_drain_p", "flush_wait_p"):
+            if out[k] > 1:
+                raise ScenarioError(f"profile parameter {k}: a probability, at most 1")
         return cls(
             name=name or raw.get("name", "custom"),
             params=MappingProxyType(out),

@@ -143,6 +143,7 @@ def build_params(
     r["t_hint_apply"] = hp["hint_apply_us"] / 1e3 / speed
     r["boundary_hints"] = hp["boundary_hints"]
     r["boundary_drain_p"] = hp["boundary_drain_p"]
+    r["flush_wait_p"] = hp["flush_wait_p"]
     r["setup_jitter_ms"] = hp["setup_jitter_ms"] / speed
     # the guest's vCPUs (their work runs on the host's CPUs: divided by its speed)
     r["vcpus"] = scenario.vcpus

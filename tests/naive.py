@@ -864,10 +864,14 @@ class NaiveMigration:
 
     def slice_end_hints(self, t, gap):
         """QEMU 6.1+: the sender released the lock at ``t`` and its last batch waits ``gap`` ms
-        for room in the stream.  If it waits (or, with chance ``boundary_drain_p``, anyway),
+        for room in the stream: it waits with chance ``flush_wait_p`` (drawn while hints are
+        queued), else ``gap`` is 0.  If it waits (or, with chance ``boundary_drain_p``, anyway),
         the iothread applies every due block it has queued; otherwise a Poisson number (mean
         ``boundary_hints``) get through.  The sender goes on when both are done."""
         p = self.p
+        if gap > 0.0 and self.queue and p["flush_wait_p"] < 1.0:
+            if self.host_rng.uniform() >= p["flush_wait_p"]:
+                gap = 0.0  # the footer fits in room the destination has just made
         drain = gap > 0.0
         if not drain and p["boundary_drain_p"] > 0.0:
             drain = self.host_rng.uniform() < p["boundary_drain_p"]

@@ -145,7 +145,22 @@ def tcg(**kw):
 #: interpreted, by the single steps of tests/test_naive_steps.py
 TCG_CASES = [
     ("tcg-idle-256M-legacy", tcg(memory="256M", workload="idle"), None, 1.0, False),
-    ("tcg-idle-256M-hint", tcg(memory="256M", workload="idle", hint=True), None, 1.0, False),
+    (
+        # the slice-end flush into the full stream always waits (the iothread drains its queue)
+        "tcg-idle-256M-hint",
+        tcg(memory="256M", workload="idle", hint=True),
+        TCG.with_params(flush_wait_p=1.0),
+        1.0,
+        False,
+    ),
+    (
+        # ... or never (and no drain anyway): no hint gets in before the pass ends
+        "tcg-idle-256M-hint-flush-never-waits",
+        tcg(memory="256M", workload="idle", hint=True),
+        TCG.with_params(flush_wait_p=0.0, boundary_drain_p=0.0),
+        1.0,
+        False,
+    ),
     (
         "tcg-idle-256M-hint-init-on-alloc",
         tcg(memory="256M", workload="idle", hint=True, init_on_alloc=True, seed=4),
@@ -157,7 +172,7 @@ TCG_CASES = [
         # QEMU 4.0-6.0: the lock around each page (it costs each page 100 ns)
         "tcg-idle-256M-hint-per-page-lock",
         tcg(memory="256M", workload="idle", hint=True),
-        TCG.with_params(bitmap_lock=0, bitmap_lock_ns=100),
+        TCG.with_params(bitmap_lock=0, bitmap_lock_ns=100, flush_wait_p=1.0),
         1.0,
         False,
     ),
@@ -366,6 +381,20 @@ def test_cases_cover_the_model():
     assert frozen["hinted-pages"] > 0 and frozen["lost-pages"] == 0
 
 
+def test_the_flush_wait_is_drawn_from_the_seed():
+    """On this host the slice-end flush waits about half the time (``flush_wait_p``): over
+    seeds, some runs drain the queue at the first slice end and win the race, others lose a
+    slice to it; one seed gives one result."""
+    zero = {}
+    for seed in range(8):
+        ds = fk.simulate(tcg(memory="256M", workload="idle", hint=True, seed=seed))
+        zero[seed] = int(ds["ram-duplicate"])
+    assert 0 < TCG.params["flush_wait_p"] < 1
+    assert len(set(zero.values())) > 1
+    again = fk.simulate(tcg(memory="256M", workload="idle", hint=True, seed=3))
+    assert int(again["ram-duplicate"]) == zero[3]
+
+
 def test_tcg_cases_cover_the_host():
     """The cases on the 2-core TCG host exercise each of its mechanisms (the naive runs)."""
     res = {c[0]: naive_result(*c[:4]) for c in TCG_CASES}
@@ -408,6 +437,9 @@ def test_tcg_cases_cover_the_host():
     sent = hint["ram"]["normal"] + hint["ram"]["duplicate"]
     lock_ms = per_page_lock["cpu-migration-thread"] - hint["cpu-migration-thread"]
     assert lock_ms == pytest.approx(sent * 100 / 1e6)
+    never = res["tcg-idle-256M-hint-flush-never-waits"]
+    assert never["slice-end-drains"] == 0 and never["hinted-pages"] < hint["hinted-pages"]
+    assert never["ram"]["duplicate"] > hint["ram"]["duplicate"]  # the race is lost
     # slice ends where the sender does not wait: a few hints each (Poisson), never a drain
     trickle = res["tcg-idle-256M-hint-slice-end-trickle"]
     assert trickle["slice-end-drains"] == 0 and trickle["hints-before-first-slice"] == 0

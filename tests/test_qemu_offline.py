@@ -352,6 +352,47 @@ def test_cli_fit(stand_in_engine, campaign_dir, tmp_path, monkeypatch, capsys):
     assert params["link_bytes_per_s"] == 2e9  # measured on the host, not fitted
 
 
+def test_cli_fit_takes_trace_statistics_from_trace_runs(
+    stand_in_engine, campaign_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(hostbench, "run_all", lambda quick=False: {"link_bytes_per_s": 2e9})
+    run = "1G-idle-nohint-ioa0-dl400-smp1-r0"
+    race = data_dir() / "measurements" / "tcg-race"
+    args = ["qemu", "fit", str(campaign_dir), "--fit-run", run, "--trace-dir", str(race)]
+    assert main([*args, "--name", "t", "--out-dir", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "t.json").read_text())
+    traced = compare.trace_statistics(measurement.load_all(race))
+    assert doc["params"]["flush_wait_p"] == pytest.approx(traced["flush_wait_p"])
+    assert len(doc["trace_runs"]) == 12 and doc["trace_runs"][0].startswith("tcg-race/")
+    assert "tcg-race" in doc["provenance"]["flush_wait_p"]
+    assert main(["qemu", "fit", "--quick", "--trace-dir", str(race)]) == 2
+
+
+def _traced_run(slice_ends, hint_times, setup=2.0):
+    ds = xr.Dataset(
+        {
+            "setup-done-time": setup,
+            "slice-end-time": ("slice", np.asarray(slice_ends, float)),
+            "hint-time": ("hint", np.asarray(hint_times, float)),
+        }
+    )
+    ds.attrs["scenario_hint"] = 1
+    return ds
+
+
+def test_trace_statistics_of_slice_ends():
+    """A queue of 100 blocks: drained at the first slice end of one run; at the second of the
+    other (3 blocks got through at the first): two drains of three ends with a queue."""
+    queued = np.linspace(5.0, 40.0, 100)
+    drained_first = _traced_run([50.0, 100.0], np.r_[1.0, 50.1 + queued / 1e3])
+    drained_later = _traced_run([50.0, 100.0], np.r_[1.0, 50.2, 50.3, 50.4, 100.1 + queued / 1e3],
+                                setup=5.0)  # fmt: skip
+    st = compare.trace_statistics([drained_first, drained_later])
+    assert st["flush_wait_p"] == pytest.approx(2 / 3)
+    assert st["boundary_hints"] == pytest.approx(3.0)
+    assert st["setup_fixed_ms"] == 2.0 and st["setup_jitter_ms"] == pytest.approx(1.5)
+
+
 @pytest.mark.parametrize(
     "run",
     [

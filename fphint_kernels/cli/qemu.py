@@ -214,8 +214,9 @@ def _cmd_fit(args) -> int:
     from ..qemu.measurement import load_all
 
     if args.quick:
-        if args.fit_run:
-            raise FphintError("--fit-run: not with --quick (it measures its own runs)")
+        for flag, given in (("--fit-run", args.fit_run), ("--trace-dir", args.trace_dir)):
+            if given:
+                raise FphintError(f"{flag}: not with --quick (it measures its own runs)")
         runs_dir = Path(args.dir) if args.dir else Path("results") / "qemu-fit"
         doc = quick_fit(runs_dir, name=args.name, out_dir=args.out_dir)
         sys.stdout.write(json.dumps(doc["params"], indent=2) + "\n")
@@ -225,7 +226,12 @@ def _cmd_fit(args) -> int:
 
     runs = [ds for ds in load_all(args.dir) if str(ds["status"].values) == "completed"]
     fit_runs = tuple(args.fit_run) if args.fit_run else DEFAULT_FIT_RUNS
-    doc = fit_host_profile(runs, fit_runs=fit_runs, name=args.name, out_dir=args.out_dir)
+    trace = []
+    for d in args.trace_dir or ():
+        trace += [ds for ds in load_all(d) if str(ds["status"].values) == "completed"]
+    doc = fit_host_profile(
+        runs, fit_runs=fit_runs, name=args.name, out_dir=args.out_dir, trace_runs=trace
+    )
     sys.stdout.write(json.dumps(doc["params"], indent=2) + "\n")
     return 0
 
@@ -304,6 +310,11 @@ def add_command(subparsers) -> None:
     )
     p.add_argument("--quick", action="store_true", help="measure this machine, then fit")
     p.add_argument("--fit-run", action="append", help="run id <config>-r<k> (repeatable)")
+    p.add_argument(
+        "--trace-dir",
+        action="append",
+        help="runs whose trace events are used, and nothing else of them (repeatable)",
+    )
     p.add_argument(
         "--name",
         help="profile name (default: this-host-tcg; with --quick host-<hostname>-<accel>)",

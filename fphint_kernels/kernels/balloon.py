@@ -461,12 +461,17 @@ def slice_end_hints(st, prm, g, hc, h, t, gap):
     """QEMU 6.1+: the migration thread released ``bitmap_mutex`` at ``t`` and flushes its slice
     footer into the stream, which blocks for ``gap`` ms when the stream is full.
 
-    If it blocks (or, with chance ``boundary_drain_p``, anyway), the iothread takes the lock
+    The stream being full, the flush waits with chance ``flush_wait_p`` (otherwise the footer
+    fits in room the destination has just made and ``gap`` is 0; drawn only while hints are
+    queued).  If it waits (or, with chance ``boundary_drain_p``, anyway), the iothread takes the lock
     and applies every hint it has queued, holding the lock until its queue is empty; otherwise
     the migration thread takes the lock back almost at once and a few hints get through (a
     Poisson number of mean ``boundary_hints``).  Each applied hint takes the iothread
     ``t_hint_apply``.  Returns when the migration thread has the lock again.
     """
+    if gap > 0.0 and st["q_count"] > 0 and prm["flush_wait_p"] < 1.0:
+        if rng_uniform(h.rng) >= prm["flush_wait_p"]:
+            gap = 0.0  # the footer fits in room the destination has just made
     drain = gap > 0.0
     if not drain and prm["boundary_drain_p"] > 0.0:
         drain = rng_uniform(h.rng) < prm["boundary_drain_p"]

@@ -471,12 +471,16 @@ def trace_statistics(measured: list) -> dict:
     """What the trace events of hinted runs say about the host's timing, without a fit.
 
     Returns the mean extra setup time above its minimum (``setup_jitter_ms``: the first slice
-    starts after setup), the minimum setup time (``setup_fixed_ms``), and the mean number of
+    starts after setup), the minimum setup time (``setup_fixed_ms``), the mean number of
     hints applied at slice ends where the iothread did not drain its queue
-    (``boundary_hints``: between 0 and 5 hinted blocks seen right after such a slice end).
+    (``boundary_hints``: between 0 and 5 hinted blocks seen right after such a slice end), and
+    the share of slice ends with a queue (more than 20 hinted blocks not yet applied) at which
+    the iothread drained it (``flush_wait_p``: more than 5 blocks applied within 2 ms; the
+    drain is what shows that the sender's flush waited, docs/model.md "The race").
     """
     setups = []
     few = []
+    ends = []
     for ds in measured:
         if "setup-done-time" not in ds:
             continue
@@ -486,6 +490,8 @@ def trace_statistics(measured: list) -> dict:
             for b in np.asarray(ds["slice-end-time"].values, dtype=float):
                 k = int(np.sum((h >= b - 0.3) & (h < b + 2.0)))
                 left = int(np.sum(h >= b - 0.3))
+                if left > 20:
+                    ends.append(k > 5)
                 if left > 20 and k <= 5:  # a queue that was not drained
                     few.append(k)
     out = {}
@@ -495,6 +501,8 @@ def trace_statistics(measured: list) -> dict:
         out["setup_jitter_ms"] = float(max(s.mean() - s.min(), 0.0))
     if few:
         out["boundary_hints"] = float(np.mean(few))
+    if ends:
+        out["flush_wait_p"] = float(np.mean(ends))
     return out
 
 
@@ -510,6 +518,7 @@ def fit_host_profile(
     name: str = PROFILE,
     max_evals: int = 80,
     stream=None,
+    trace_runs=(),
 ) -> dict:
     """Fit ``<out_dir>/<name>.json`` on at most five measured runs and write it.
 
@@ -521,8 +530,10 @@ def fit_host_profile(
        (``stream_buffer_bytes``), and the wire rate.  The cost of new memory
        (``first_touch_us``) is the median of what the harness measured just before each fit run
        (``host_first_touch_ms_per_2m``), else the microbenchmark's.
-    2. From the fit runs' trace events (:func:`trace_statistics`): the setup time and its
-       spread, and how many hints get through at a slice end.
+    2. From the trace events (:func:`trace_statistics`) of the fit runs and of
+       ``trace_runs`` (runs taken for their trace events only, used for nothing else): the
+       setup time and its spread, how many hints get through at a slice end, and how often the
+       iothread drains its queue there.
     3. ``free`` parameters by least squares on, for every fit run, log total-time, log
        downtime (plus 10 ms, so that a 2 ms downtime does not dominate; weighted
        :data:`DOWNTIME_WEIGHT`), log CPU time of the destination and of the source's migration
@@ -567,9 +578,15 @@ def fit_host_profile(
     elif "first_touch_ms_per_2m" in bench:
         params["first_touch_us"] = 1000.0 * float(bench["first_touch_ms_per_2m"])
         prov["first_touch_us"] = "microbenchmark (first touch of fresh huge pages)"
-    for k, v in trace_statistics(fit).items():
+    trace_runs = list(trace_runs)
+    traced = "the fit runs' trace events"
+    if trace_runs:
+        campaigns = sorted({str(ds.attrs.get("campaign", "?")) for ds in trace_runs})
+        traced = (f"the trace events of the fit runs and of {len(trace_runs)} runs of "
+                  f"{', '.join(campaigns)}")  # fmt: skip
+    for k, v in trace_statistics(fit + trace_runs).items():
         params[k] = v
-        prov[k] = "the fit runs' trace events (fphint_kernels.qemu.compare.trace_statistics)"
+        prov[k] = f"{traced} (fphint_kernels.qemu.compare.trace_statistics)"
     stream.write(f"fphint qemu fit: fixed {json.dumps({k: params[k] for k in prov})}\n")
 
     free = tuple(free)
@@ -625,6 +642,10 @@ def fit_host_profile(
         },
         "fit_runs": list(fit_runs),
     }
+    if trace_runs:
+        doc["trace_runs"] = sorted(
+            f"{ds.attrs.get('campaign', '?')}/{run_id(ds)}" for ds in trace_runs
+        )
     out = Path(out_dir) if out_dir else data_dir() / "profiles"
     path = save_json(doc, out / f"{name}.json")
     stream.write(f"fphint qemu fit: wrote {path} ({fitted})\n")
