@@ -344,6 +344,12 @@ GUEST_PARAMS = {
         "1: the page allocator hands out the lowest free blocks first (Linux 5.10+, boot memory "
         "freed to the tail of the free lists); 0: the highest first (older kernels)",
     ),
+    "thp": (
+        "float",
+        0.0,
+        "1: transparent huge pages are on in the guest, so khugepaged raises min_free_kbytes to "
+        "11 pageblocks per zone (mm/khugepaged.c) and the hint worker leaves that much free",
+    ),
     "hint_block_us": ("float", 30.0, "vCPU time (us) to allocate and report one 4 MiB block"),
     "hint_start_ms": ("ms", 1.0, "least latency from a new command id to the guest's START"),
     "hint_start_jitter_ms": (
@@ -497,6 +503,7 @@ PARAM_BOUNDS = {
     "proc_rewrite_per_s": (0.0, 1e4),
     "memmap_bytes_per_page": (0.0, 4096.0),
     "alloc_low_first": (0.0, 1.0),
+    "thp": (0.0, 1.0),
 }
 #: workload parameters that do nothing unless another one is set: name -> (that one, why)
 APPLIES_WITH = {

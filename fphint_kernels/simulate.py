@@ -77,6 +77,40 @@ def watermarks(managed_pages: int) -> tuple[int, int, int]:
     return wmin, wmin + tmp, wmin + 2 * tmp
 
 
+#: RAM of a pc machine of at least this size is split: 3 GiB below 4 GiB, the rest above it
+#: (QEMU ``pc_init1``), where it makes the guest's Normal zone
+PC_SPLIT_PAGES = 0xE0000000 // PAGE_SIZE
+PC_LOWMEM_PAGES = 0xC0000000 // PAGE_SIZE
+DMA_PAGES = (16 << 20) // PAGE_SIZE
+PAGEBLOCK_PAGES = 512
+LOWMEM_RESERVE_RATIO = 256  # vm.lowmem_reserve_ratio of the DMA and DMA32 zones
+
+
+def hint_floor(memory_pages: int, managed_pages: int, dma_free_pages: int, *, thp: bool) -> int:
+    """Free pages the hint worker leaves: it allocates without reclaim, so each zone gives
+    blocks down to its min watermark plus its lowmem reserve for Normal-zone requests.
+
+    ``min_free_kbytes`` is :func:`watermarks`'s, or with transparent huge pages khugepaged's
+    11 pageblocks per populated zone, at most 5 % of memory
+    (``set_recommended_min_free_kbytes``, mm/khugepaged.c).  Zones of a pc machine: DMA (first
+    16 MiB), DMA32, and Normal when RAM is split above 4 GiB.  Reserves
+    (``setup_per_zone_lowmem_reserve``, mm/page_alloc.c, ratio 256): DMA32 keeps Normal/256;
+    DMA keeps (DMA32 + Normal)/256, at most what it has free (``dma_free_pages``: the
+    allocator's pages below 16 MiB).
+    Measured on the harness's guest (``/proc/zoneinfo``, ``/proc/buddyinfo`` and the count of
+    hinted blocks, docs/model.md "The hint worker's floor").
+    """
+    normal = max(0, memory_pages - PC_LOWMEM_PAGES) if memory_pages >= PC_SPLIT_PAGES else 0
+    dma32 = memory_pages - normal - DMA_PAGES
+    zones = 3 if normal else 2
+    wmin = watermarks(managed_pages)[0]
+    if thp:
+        wmin = max(wmin, min(zones * 11 * PAGEBLOCK_PAGES, managed_pages // 20))
+    reserve = normal // LOWMEM_RESERVE_RATIO
+    reserve += min(dma_free_pages, (dma32 + normal) // LOWMEM_RESERVE_RATIO)
+    return int(wmin + reserve)
+
+
 def reporting_enabled(scenario: Scenario) -> bool:
     """Whether the guest reports free pages (Linux ``virtballoon_validate``, 5.9+: reporting is
     turned off when the guest poisons or zeroes freed pages and the device does not know the
@@ -243,6 +277,10 @@ class _Run:
             buddy_add_range(s, buddy, lo, s["memmap_start"])
         wmin, wlow, whigh = watermarks(int(s["nr_free_pages"]))
         s["wmark_min"], s["wmark_low"], s["wmark_high"] = wmin, wlow, whigh
+        dma_free = max(0, DMA_PAGES - lo)  # the allocator's pages in the DMA zone
+        s["hint_floor"] = hint_floor(
+            n, int(s["nr_free_pages"]), dma_free, thp=guest.params["thp"] > 0
+        )
         jobs = int(prm["jobs"])
         self.guest = Guest(
             **buddy._asdict(),

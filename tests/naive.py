@@ -9,7 +9,7 @@ same name from the same mid-run state (``NaiveMigration.run(until)`` gets there)
 :func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
 
 Only configuration parsing (``Scenario``, ``HostProfile``, the guest description,
-``simulate.build_params``, ``simulate.watermarks``) and the seeding of the random streams
+``simulate.build_params``, ``simulate.watermarks``, ``simulate.hint_floor``) and the seeding of the random streams
 (``kernels.rng.seed_streams``, and ``simulate.KASLR_STREAM``, the key of the boot's draw of
 where the kernel image goes) are taken from the package: everything that moves pages is written
 again here, from docs/model.md and the kernels' docstrings.
@@ -315,7 +315,13 @@ class NaiveMigration:
 
     def __init__(self, scenario, profile=None, step_ms=1.0, guest=None):
         from fphint_kernels.kernels.rng import seed_streams
-        from fphint_kernels.simulate import KASLR_STREAM, build_params, watermarks
+        from fphint_kernels.simulate import (
+            DMA_PAGES,
+            KASLR_STREAM,
+            build_params,
+            hint_floor,
+            watermarks,
+        )
 
         profile = profile or scenario.load_profile()
         guest = guest or scenario.load_guest()
@@ -420,6 +426,9 @@ class NaiveMigration:
         else:
             self.buddy.add_range(low_end, self.memmap_start)
         self.wmark_min, self.wmark_low, self.wmark_high = watermarks(self.buddy.nr_free_pages)
+        self.hint_floor = hint_floor(  # the hint worker allocates without reclaim
+            n, self.buddy.nr_free_pages, max(0, DMA_PAGES - low_end), thp=guest.params["thp"] > 0
+        )
         self.write_faults = 0
         self.zero_cpu_ns = 0.0
         self.held_blocks = []  # a stack: the driver gives back its latest block first
@@ -801,7 +810,7 @@ class NaiveMigration:
                 self.hint_budget = 0.0
                 return
             if not self.buddy.free[MAX_ORDER] or (
-                self.buddy.nr_free_pages - BLOCK < self.wmark_low
+                self.buddy.nr_free_pages - BLOCK < self.hint_floor
             ):
                 self.guest_end_pass(now)
                 return

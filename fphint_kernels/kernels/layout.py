@@ -207,6 +207,7 @@ STATE_DTYPE = np.dtype(
         ("wmark_min", i8),
         ("wmark_low", i8),
         ("wmark_high", i8),
+        ("hint_floor", i8),  # free pages the hint worker leaves (min watermark + reserves)
         ("dlog_count", i8),
         ("write_faults", i8),
         ("held_pages", i8),
