@@ -323,6 +323,12 @@ GUEST_PARAMS = {
         "a kernel image the boot places at a random 2 MiB-aligned address (physical KASLR), "
         "drawn from the seed",
     ),
+    "kaslr_bss": (
+        "size",
+        "0",
+        "memory right after the kernel image that the boot keeps and leaves zero (bss, brk): "
+        "not in the allocator, so never hinted",
+    ),
     "memmap_bytes_per_page": (
         "float",
         64.0,
@@ -338,6 +344,12 @@ GUEST_PARAMS = {
         "freed to the tail of the free lists); 0: the highest first (older kernels)",
     ),
     "hint_block_us": ("float", 30.0, "vCPU time (us) to allocate and report one 4 MiB block"),
+    "hint_keep_free": (
+        "size",
+        "0",
+        "free memory above the low watermark that the hint pass leaves to the guest (its "
+        "allocations fail there: per-zone reserves)",
+    ),
     "hint_start_ms": ("ms", 1.0, "least latency from a new command id to the guest's START"),
     "hint_start_jitter_ms": (
         "float",
@@ -474,7 +486,8 @@ class Workload:
         p, g = self.params, guest.params
         procs = p["jobs"] * p["proc_rss_mean"] * 2.0
         # page cache is reclaimable and touched memory is free: neither is needed
-        used = g["reserved_low"] + g["low_span"] + g["kaslr_image"] + g["base_used"]
+        used = g["reserved_low"] + g["low_span"] + g["kaslr_image"] + g["kaslr_bss"]
+        used += g["base_used"]
         used += p["base_used"]
         return int(used + procs + p["dirty_bytes"] + (16 << 20))
 
@@ -834,8 +847,8 @@ class Scenario:
 
     def memory_layout(self, guest: Guest | None = None) -> dict:
         """Bytes of each part of the guest's memory at migration start: the guest's own plus
-        what the workload adds (``reserved_low``, ``low_span``, ``low_used``,
-        ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
+        what the workload adds (``reserved_low``, ``low_span``, ``low_used``, ``kaslr_image``,
+        ``kaslr_bss``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
         g = (guest or self.load_guest()).params
         w = self.load_workload().params
         return {
@@ -843,6 +856,7 @@ class Scenario:
             "low_span": g["low_span"],
             "low_used": g["low_used"],
             "kaslr_image": g["kaslr_image"],
+            "kaslr_bss": g["kaslr_bss"],
             "memmap_bytes_per_page": g["memmap_bytes_per_page"],
             "base_used": g["base_used"] + w["base_used"],
             "pagecache_initial": g["pagecache_initial"] + w["pagecache_initial"],

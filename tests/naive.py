@@ -409,14 +409,15 @@ class NaiveMigration:
         # low memory and the memmap (the draw comes from the seed, on a stream of its own)
         low_end = self.reserved_low + self.low_span
         self.img_pages = lay["kaslr_image"]
+        bss = lay["kaslr_bss"] if self.img_pages else 0  # zero memory kept after the image
         self.img_start = 0
         if self.img_pages:
-            slots = max(1, (self.memmap_start - self.img_pages - low_end) // HUGE_PAGE)
+            slots = max(1, (self.memmap_start - self.img_pages - bss - low_end) // HUGE_PAGE)
             draw = int(np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots))
             first_slot = math.ceil(low_end / HUGE_PAGE) * HUGE_PAGE
             self.img_start = first_slot + draw * HUGE_PAGE
             self.buddy.add_range(low_end, self.img_start)
-            self.buddy.add_range(self.img_start + self.img_pages, self.memmap_start)
+            self.buddy.add_range(self.img_start + self.img_pages + bss, self.memmap_start)
         else:
             self.buddy.add_range(low_end, self.memmap_start)
         self.wmark_min, self.wmark_low, self.wmark_high = watermarks(self.buddy.nr_free_pages)
@@ -801,7 +802,7 @@ class NaiveMigration:
                 self.hint_budget = 0.0
                 return
             if not self.buddy.free[MAX_ORDER] or (
-                self.buddy.nr_free_pages - BLOCK < self.wmark_low
+                self.buddy.nr_free_pages - BLOCK < self.wmark_low + p["hint_keep"]
             ):
                 self.guest_end_pass(now)
                 return

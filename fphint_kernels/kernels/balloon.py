@@ -275,11 +275,12 @@ def guest_hint_step(st, prm, g, hc, h, now, dt):
         if st["q_count"] >= QUEUE_SIZE - 1:
             st["hint_budget"] = 0.0  # ring full: the worker spins until the host catches up
             return
-        # get_free_page_and_send: no reclaim, fails at the low watermark
+        # get_free_page_and_send: no reclaim, fails at the low watermark (and the guest's
+        # per-zone reserves above it, prm["hint_keep"] pages)
         avail = 0
         for j in range(k, MAX_ORDER + 1):
             avail += g.nr_free[j]
-        if avail == 0 or st["nr_free_pages"] - npages < st["wmark_low"]:
+        if avail == 0 or st["nr_free_pages"] - npages < st["wmark_low"] + prm["hint_keep"]:
             guest_end_pass(st, prm, g, hc, now)
             return
         pfn = buddy_alloc(st, g, k)

@@ -324,6 +324,7 @@ PARAM_DTYPE = np.dtype(
         # guest vCPUs
         ("vcpus", i8),
         ("hint_start_jitter_ms", f8),  # mean of the exponential extra START latency
+        ("hint_keep", i8),  # pages above the low watermark the hint pass leaves free
         ("write_fault_ms", f8),  # vCPU time of a write fault while dirty logging
         ("store_ms", f8),  # vCPU time of one write to a page that needs no fault
         ("guest_busy", f8),  # vCPUs the workload keeps busy (compiler jobs)
