@@ -238,6 +238,12 @@ PROFILE_OPTIONAL = {
         "chance that the sender's slice-end flush into a full stream waits for room, letting "
         "the iothread drain its queue of hints (lock 1)",
     ),
+    "flush_wait_p_after": (
+        "1",
+        1.0,
+        "the same chance at the slice end that follows one where the queue was not drained "
+        "(lock 1)",
+    ),
     "setup_jitter_ms": ("ms", 0.0, "mean of the random (exponential) extra setup time"),
 }
 
@@ -292,7 +298,7 @@ class HostProfile:
             raise ScenarioError("profile parameter bitmap_lock: 0 (per page) or 1 (per slice)")
         if out["host_page_kib"] not in (4.0, 2048.0):
             raise ScenarioError("profile parameter host_page_kib: 4 or 2048")
-        for k in ("boundary_drain_p", "flush_wait_p"):
+        for k in ("boundary_drain_p", "flush_wait_p", "flush_wait_p_after"):
             if out[k] > 1:
                 raise ScenarioError(f"profile parameter {k}: a probability, at most 1")
         return cls(
@@ -329,6 +335,12 @@ GUEST_PARAMS = {
         "0",
         "a kernel image the boot places at a random 2 MiB-aligned address (physical KASLR), "
         "drawn from the seed",
+    ),
+    "kaslr_bss": (
+        "size",
+        "0",
+        "memory right after the kernel image that the boot keeps and leaves zero (bss, brk): "
+        "not in the allocator, so never hinted",
     ),
     "memmap_bytes_per_page": (
         "float",
@@ -487,7 +499,8 @@ class Workload:
         p, g = self.params, guest.params
         procs = p["jobs"] * p["proc_rss_mean"] * 2.0
         # page cache is reclaimable and touched memory is free: neither is needed
-        used = g["reserved_low"] + g["low_span"] + g["kaslr_image"] + g["base_used"]
+        used = g["reserved_low"] + g["low_span"] + g["kaslr_image"] + g["kaslr_bss"]
+        used += g["base_used"]
         used += p["base_used"]
         return int(used + procs + p["dirty_bytes"] + (16 << 20))
 
@@ -848,8 +861,8 @@ class Scenario:
 
     def memory_layout(self, guest: Guest | None = None) -> dict:
         """Bytes of each part of the guest's memory at migration start: the guest's own plus
-        what the workload adds (``reserved_low``, ``low_span``, ``low_used``,
-        ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
+        what the workload adds (``reserved_low``, ``low_span``, ``low_used``, ``kaslr_image``,
+        ``kaslr_bss``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
         g = (guest or self.load_guest()).params
         w = self.load_workload().params
         return {
@@ -857,6 +870,7 @@ class Scenario:
             "low_span": g["low_span"],
             "low_used": g["low_used"],
             "kaslr_image": g["kaslr_image"],
+            "kaslr_bss": g["kaslr_bss"],
             "memmap_bytes_per_page": g["memmap_bytes_per_page"],
             "base_used": g["base_used"] + w["base_used"],
             "pagecache_initial": g["pagecache_initial"] + w["pagecache_initial"],

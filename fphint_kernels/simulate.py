@@ -178,6 +178,7 @@ def build_params(
     r["boundary_hints"] = hp["boundary_hints"]
     r["boundary_drain_p"] = hp["boundary_drain_p"]
     r["flush_wait_p"] = hp["flush_wait_p"]
+    r["flush_wait_p_after"] = hp["flush_wait_p_after"]
     r["setup_jitter_ms"] = hp["setup_jitter_ms"] / speed
     # the guest's vCPUs (their work runs on the host's CPUs: divided by its speed)
     r["vcpus"] = scenario.vcpus
@@ -210,6 +211,7 @@ def build_params(
         "low_span": int(mem["low_span"]) // PAGE_SIZE,
         "low_used": int(mem["low_used"]) // PAGE_SIZE,
         "kaslr_image": int(mem["kaslr_image"]) // PAGE_SIZE,
+        "kaslr_bss": int(mem["kaslr_bss"]) // PAGE_SIZE,
         "memmap": int(math.ceil(n * mem["memmap_bytes_per_page"] / PAGE_SIZE)),
         "base": int(mem["base_used"]) // PAGE_SIZE,
         "pagecache": int(mem["pagecache_initial"]) // PAGE_SIZE,
@@ -217,7 +219,8 @@ def build_params(
         "dirty_loop": int(wl["dirty_bytes"]) // PAGE_SIZE,
         "rss_cap": (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1,
     }
-    if layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["memmap"] >= n:
+    kept = layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["kaslr_bss"]
+    if kept + layout["memmap"] >= n:
         raise ScenarioError("memory: too small for the kernel's reserved memory and memmap")
     return prm, layout
 
@@ -265,14 +268,16 @@ class _Run:
         buddy = new_buddy(n)
         lo = s["reserved_low"] + s["low_span"]
         img = lay["kaslr_image"]
+        bss = lay["kaslr_bss"] if img else 0
         if img:
             # physical KASLR: a random 2 MiB-aligned slot between the low memory and the memmap
-            slots = max(1, (s["memmap_start"] - img - lo) >> 9)
+            # for the image and the zero memory the boot keeps right after it (bss, brk)
+            slots = max(1, (s["memmap_start"] - img - bss - lo) >> 9)
             draw = np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots)
             s["img_start"] = ((lo + 511) >> 9 << 9) + (int(draw) << 9)
             s["img_pages"] = img
             buddy_add_range(s, buddy, lo, s["img_start"])
-            buddy_add_range(s, buddy, s["img_start"] + img, s["memmap_start"])
+            buddy_add_range(s, buddy, s["img_start"] + img + bss, s["memmap_start"])
         else:
             buddy_add_range(s, buddy, lo, s["memmap_start"])
         wmin, wlow, whigh = watermarks(int(s["nr_free_pages"]))

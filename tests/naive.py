@@ -403,6 +403,7 @@ class NaiveMigration:
         self.hints_early = 0  # applied before the first slice
         self.hints_boundary = 0  # applied at slice ends
         self.boundary_drains = 0  # slice ends at which the iothread emptied its queue
+        self.drain_missed = False  # the last slice end with a queue left it
         self.contended_steps = 0  # steps in which the threads shared the CPUs (a statistic)
         self.start_delays = []  # from each new command id to the guest's START (a statistic)
         # guest memory
@@ -415,14 +416,15 @@ class NaiveMigration:
         # low memory and the memmap (the draw comes from the seed, on a stream of its own)
         low_end = self.reserved_low + self.low_span
         self.img_pages = lay["kaslr_image"]
+        bss = lay["kaslr_bss"] if self.img_pages else 0  # zero memory kept after the image
         self.img_start = 0
         if self.img_pages:
-            slots = max(1, (self.memmap_start - self.img_pages - low_end) // HUGE_PAGE)
+            slots = max(1, (self.memmap_start - self.img_pages - bss - low_end) // HUGE_PAGE)
             draw = int(np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots))
             first_slot = math.ceil(low_end / HUGE_PAGE) * HUGE_PAGE
             self.img_start = first_slot + draw * HUGE_PAGE
             self.buddy.add_range(low_end, self.img_start)
-            self.buddy.add_range(self.img_start + self.img_pages, self.memmap_start)
+            self.buddy.add_range(self.img_start + self.img_pages + bss, self.memmap_start)
         else:
             self.buddy.add_range(low_end, self.memmap_start)
         self.wmark_min, self.wmark_low, self.wmark_high = watermarks(self.buddy.nr_free_pages)
@@ -873,13 +875,14 @@ class NaiveMigration:
 
     def slice_end_hints(self, t, gap):
         """QEMU 6.1+: the sender released the lock at ``t`` and its last batch waits ``gap`` ms
-        for room in the stream: it waits with chance ``flush_wait_p`` (drawn while hints are
-        queued), else ``gap`` is 0.  If it waits (or, with chance ``boundary_drain_p``, anyway),
+        for room in the stream: it waits with chance ``flush_wait_p`` (``flush_wait_p_after``
+        after a slice end that left its queue; drawn while hints are queued), else ``gap`` is 0.  If it waits (or, with chance ``boundary_drain_p``, anyway),
         the iothread applies every due block it has queued; otherwise a Poisson number (mean
         ``boundary_hints``) get through.  The sender goes on when both are done."""
         p = self.p
-        if gap > 0.0 and self.queue and p["flush_wait_p"] < 1.0:
-            if self.host_rng.uniform() >= p["flush_wait_p"]:
+        if gap > 0.0 and self.queue:
+            p_wait = p["flush_wait_p_after"] if self.drain_missed else p["flush_wait_p"]
+            if p_wait < 1.0 and self.host_rng.uniform() >= p_wait:
                 gap = 0.0  # the footer fits in room the destination has just made
         drain = gap > 0.0
         if not drain and p["boundary_drain_p"] > 0.0:
@@ -899,6 +902,7 @@ class NaiveMigration:
         self.hints_boundary += applied
         if drain and applied > 0:
             self.boundary_drains += 1
+        self.drain_missed = bool(self.queue) and not drain
         return max(t + gap, clock)
 
     # ---- migration thread ------------------------------------------------------------------

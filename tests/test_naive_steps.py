@@ -52,7 +52,13 @@ SLOW_HINT = V36.with_params(hint_host_latency_ms=2.0)
 #: the 2-core TCG host, with a stream a small guest fills (256 KiB)
 TCG = fk.HostProfile.load("this-host-tcg").with_params(stream_buffer_bytes=262144)
 #: the harness's guest, its boot's memory shrunk to fit
-TCG_GUEST = {"low_span": "8M", "low_used": "2M", "kaslr_image": "4M"}
+TCG_GUEST = {
+    "low_span": "8M",
+    "low_used": "2M",
+    "kaslr_image": "4M",
+    "kaslr_bss": "1M",
+    "thp": 1,
+}
 # a slow hint worker in the guest
 SLOW_GUEST = {"hint_block_us": 400}
 

@@ -363,7 +363,8 @@ def test_cli_fit_takes_trace_statistics_from_trace_runs(
     doc = json.loads((tmp_path / "t.json").read_text())
     traced = compare.trace_statistics(measurement.load_all(race))
     assert doc["params"]["flush_wait_p"] == pytest.approx(traced["flush_wait_p"])
-    assert len(doc["trace_runs"]) == 12 and doc["trace_runs"][0].startswith("tcg-race/")
+    assert len(doc["trace_runs"]) == len(list(race.glob("*.nc"))) > 0
+    assert doc["trace_runs"][0].startswith("tcg-race/")
     assert "tcg-race" in doc["provenance"]["flush_wait_p"]
     assert main(["qemu", "fit", "--quick", "--trace-dir", str(race)]) == 2
 
@@ -382,13 +383,14 @@ def _traced_run(slice_ends, hint_times, setup=2.0):
 
 def test_trace_statistics_of_slice_ends():
     """A queue of 100 blocks: drained at the first slice end of one run; at the second of the
-    other (3 blocks got through at the first): two drains of three ends with a queue."""
+    other (3 blocks got through at the first): one drain of two first ends, one of one after a
+    miss."""
     queued = np.linspace(5.0, 40.0, 100)
     drained_first = _traced_run([50.0, 100.0], np.r_[1.0, 50.1 + queued / 1e3])
     drained_later = _traced_run([50.0, 100.0], np.r_[1.0, 50.2, 50.3, 50.4, 100.1 + queued / 1e3],
                                 setup=5.0)  # fmt: skip
     st = compare.trace_statistics([drained_first, drained_later])
-    assert st["flush_wait_p"] == pytest.approx(2 / 3)
+    assert st["flush_wait_p"] == 0.5 and st["flush_wait_p_after"] == 1.0
     assert st["boundary_hints"] == pytest.approx(3.0)
     assert st["setup_fixed_ms"] == 2.0 and st["setup_jitter_ms"] == pytest.approx(1.5)
 

@@ -267,6 +267,7 @@ STATE_DTYPE = np.dtype(
         ("hints_early", i8),  # hinted blocks applied before the first slice
         ("hints_boundary", i8),  # ... at the ends of slices (QEMU 6.1+ lock)
         ("boundary_drains", i8),  # slice ends at which the iothread drained its queue
+        ("drain_missed", i8),  # the last slice end with hints queued did not drain them
         # records
         ("n_trace", i8),
         ("next_trace", f8),
@@ -322,6 +323,7 @@ PARAM_DTYPE = np.dtype(
         ("boundary_hints", f8),  # mean blocks applied at a slice end the sender does not block
         ("boundary_drain_p", f8),  # chance the iothread drains its queue at such an end
         ("flush_wait_p", f8),  # chance the slice-end flush into a full stream waits
+        ("flush_wait_p_after", f8),  # ... at the slice end after one that did not drain
         ("setup_jitter_ms", f8),  # mean of the exponential extra setup time
         # guest vCPUs
         ("vcpus", i8),

@@ -475,24 +475,29 @@ def trace_statistics(measured: list) -> dict:
     hints applied at slice ends where the iothread did not drain its queue
     (``boundary_hints``: between 0 and 5 hinted blocks seen right after such a slice end), and
     the share of slice ends with a queue (more than 20 hinted blocks not yet applied) at which
-    the iothread drained it (``flush_wait_p``: more than 5 blocks applied within 2 ms; the
-    drain is what shows that the sender's flush waited, docs/model.md "The race").
+    the iothread drained it (more than 5 blocks applied within 2 ms; the drain is what shows
+    that the sender's flush waited, docs/model.md "The race"): ``flush_wait_p`` at slice ends
+    that follow a drain or start a run's queue, ``flush_wait_p_after`` at those that follow a
+    slice end that left its queue.
     """
     setups = []
     few = []
     ends = []
+    after = []
     for ds in measured:
         if "setup-done-time" not in ds:
             continue
         setups.append(_value(ds, "setup-done-time"))
         if int(ds.attrs["scenario_hint"]) and "hint-time" in ds:
             h = np.asarray(ds["hint-time"].values, dtype=float)
+            missed = False
             for b in np.asarray(ds["slice-end-time"].values, dtype=float):
                 k = int(np.sum((h >= b - 0.3) & (h < b + 2.0)))
                 left = int(np.sum(h >= b - 0.3))
                 if left > 20:
-                    ends.append(k > 5)
-                if left > 20 and k <= 5:  # a queue that was not drained
+                    (after if missed else ends).append(k > 5)
+                missed = left > 20 and k <= 5
+                if missed:  # a queue that was not drained
                     few.append(k)
     out = {}
     s = np.array([v for v in setups if np.isfinite(v)])
@@ -503,6 +508,8 @@ def trace_statistics(measured: list) -> dict:
         out["boundary_hints"] = float(np.mean(few))
     if ends:
         out["flush_wait_p"] = float(np.mean(ends))
+    if after:
+        out["flush_wait_p_after"] = float(np.mean(after))
     return out
 
 
