@@ -1183,6 +1183,42 @@ def pair_ratios(ratios, ax=None, tol: float = 0.30):
     return ax
 
 
+def race_spread(samples, ax=None):
+    """Zero pages of hinted runs, measured repeats against simulated seeds, per configuration.
+
+    Parameters
+    ----------
+    samples : pandas.DataFrame
+        :func:`fphint_kernels.qemu.compare.race_samples`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ax = _axes(ax)
+    if samples.empty:
+        raise ValueError("no hinted run with init_on_alloc=0 to show")
+    configs = list(dict.fromkeys(samples["config"]))
+    for i, cfg in enumerate(configs):
+        g = samples[samples["config"] == cfg]
+        for source, dx, mark, color in (("measured", -0.12, "o", "black"),
+                                        ("simulated", 0.12, "x", HINT_COLOR)):  # fmt: skip
+            v = g.loc[g["source"] == source, "ram-duplicate"].to_numpy(float)
+            label = None if i else {"measured": "measured repeats",
+                                    "simulated": "simulated seeds"}[source]  # fmt: skip
+            ax.plot(np.full(v.size, i + dx), v, mark, color=color, ms=6, alpha=0.8, label=label)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(configs)))
+    ax.set_xticklabels([c.replace("-hint-ioa0", "") for c in configs], rotation=30, ha="right",
+                       fontsize="x-small")  # fmt: skip
+    ax.set_xlabel("configuration (hinting on, init_on_alloc=0)")
+    ax.set_ylabel("zero pages sent (pages)")
+    ax.set_title("the hint race: the zero pages a lost race costs, run by run")
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
 def table(runs, keys=("total-time", "downtime", "ram-transferred", "ram-duplicate", "ram-normal")):
     """Scalar results of named runs as a table, one row per run, units in the column names.
 

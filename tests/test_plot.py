@@ -423,3 +423,27 @@ def test_pair_ratios_marks_the_misses():
     with pytest.raises(ValueError, match="no configuration pair"):
         plot.pair_ratios(ratios.iloc[:0])
     plt.close(ax.figure)
+
+
+def test_race_spread_shows_repeats_and_seeds():
+    import pandas as pd
+
+    from fphint_kernels.qemu import compare
+    from fphint_kernels.qemu.measurement import load_all
+
+    path = fk.config.data_dir() / "measurements" / "tcg-race"
+    runs = [ds for ds in load_all(path) if ds.attrs["config_key"].startswith("1G-idle-")]
+    samples = compare.race_samples(runs, seeds=(0, 1, 2))
+    assert list(samples["source"]).count("measured") == len(runs) == 6
+    assert list(samples["source"]).count("simulated") == 3
+    spread = compare.seed_spread(runs, seeds=(0, 1, 2))
+    sim = samples.loc[samples["source"] == "simulated", "ram-duplicate"]
+    assert spread["simulated_min"].item() == sim.min()
+    ax = plot.race_spread(samples)
+    (meas,) = [ln for ln in ax.lines if ln.get_label() == "measured repeats"]
+    assert sorted(meas.get_ydata()) == sorted(samples.loc[samples["source"] == "measured",
+                                                          "ram-duplicate"])  # fmt: skip
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "zero pages sent (pages)"
+    with pytest.raises(ValueError, match="no hinted run"):
+        plot.race_spread(pd.DataFrame(columns=["config", "source", "ram-duplicate"]))
+    plt.close(ax.figure)

@@ -365,10 +365,11 @@ def pair_ratios(table: pd.DataFrame, *, field: str = "total-time", tol: float = 
     return pd.DataFrame(rows)
 
 
-def seed_spread(measured: list, *, profile: str = PROFILE, guest: str = GUEST, seeds=range(10)):
-    """For each configuration with hinting and ``init_on_alloc=0``: the zero pages of the
-    measured repeats against those of ``seeds`` simulations (does the model's spread bracket
-    the measurements?)."""
+def race_samples(measured: list, *, profile: str = PROFILE, guest: str = GUEST, seeds=range(10)):
+    """Zero pages of every hinted ``init_on_alloc=0`` run and of ``seeds`` simulations of its
+    configuration: one row per sample (``config``, ``source`` "measured" or "simulated",
+    ``ram-duplicate``), in configuration order.  Where the hint race is lost, zero pages are
+    what it costs (docs/model.md "The race")."""
     from ..simulate import simulate
 
     groups: dict = {}
@@ -378,14 +379,24 @@ def seed_spread(measured: list, *, profile: str = PROFILE, guest: str = GUEST, s
             groups.setdefault(a["config_key"], []).append(ds)
     rows = []
     for cfg, runs in sorted(groups.items()):
-        m = np.array([_value(ds, "ram-duplicate") for ds in runs])
-        s = np.array(
-            [
-                _value(simulate(scenario_for(runs[0], profile=profile, guest=guest, seed=k)),
-                       "ram-duplicate")
-                for k in seeds
-            ]
-        )  # fmt: skip
+        rows += [{"config": cfg, "source": "measured", "ram-duplicate": _value(ds, "ram-duplicate")}
+                 for ds in runs]  # fmt: skip
+        for k in seeds:
+            ds = simulate(scenario_for(runs[0], profile=profile, guest=guest, seed=k))
+            rows.append({"config": cfg, "source": "simulated",
+                         "ram-duplicate": _value(ds, "ram-duplicate")})  # fmt: skip
+    return pd.DataFrame(rows, columns=["config", "source", "ram-duplicate"])
+
+
+def seed_spread(measured: list, *, profile: str = PROFILE, guest: str = GUEST, seeds=range(10)):
+    """For each configuration with hinting and ``init_on_alloc=0``: the zero pages of the
+    measured repeats against those of ``seeds`` simulations (:func:`race_samples`; does the
+    model's spread bracket the measurements?)."""
+    samples = race_samples(measured, profile=profile, guest=guest, seeds=seeds)
+    rows = []
+    for cfg, g in samples.groupby("config", sort=True):
+        m = g.loc[g["source"] == "measured", "ram-duplicate"].to_numpy(float)
+        s = g.loc[g["source"] == "simulated", "ram-duplicate"].to_numpy(float)
         rows.append(
             {
                 "config": cfg,
