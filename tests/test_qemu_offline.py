@@ -389,8 +389,12 @@ def test_trace_statistics_of_slice_ends():
     drained_first = _traced_run([50.0, 100.0], np.r_[1.0, 50.1 + queued / 1e3])
     drained_later = _traced_run([50.0, 100.0], np.r_[1.0, 50.2, 50.3, 50.4, 100.1 + queued / 1e3],
                                 setup=5.0)  # fmt: skip
-    st = compare.trace_statistics([drained_first, drained_later])
+    st = compare.trace_statistics([drained_first, drained_later], min_ends=1)
     assert st["flush_wait_p"] == 0.5 and st["flush_wait_p_after"] == 1.0
+    # two slice ends are no measurement of a share: left out at the default
+    few = compare.trace_statistics([drained_first, drained_later])
+    assert "flush_wait_p" not in few and "flush_wait_p_after" not in few
+    assert few["boundary_hints"] == pytest.approx(3.0)
     assert st["boundary_hints"] == pytest.approx(3.0)
     assert st["setup_fixed_ms"] == 2.0 and st["setup_jitter_ms"] == pytest.approx(1.5)
 

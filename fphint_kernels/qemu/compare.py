@@ -478,7 +478,7 @@ def format_table(table: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------------------------
 # Fitting a host profile
 # --------------------------------------------------------------------------------------------
-def trace_statistics(measured: list) -> dict:
+def trace_statistics(measured: list, *, min_ends: int = 10) -> dict:
     """What the trace events of hinted runs say about the host's timing, without a fit.
 
     Returns the mean extra setup time above its minimum (``setup_jitter_ms``: the first slice
@@ -489,7 +489,8 @@ def trace_statistics(measured: list) -> dict:
     the iothread drained it (more than 5 blocks applied within 2 ms; the drain is what shows
     that the sender's flush waited, docs/model.md "The race"): ``flush_wait_p`` at slice ends
     that follow a drain or start a run's queue, ``flush_wait_p_after`` at those that follow a
-    slice end that left its queue.
+    slice end that left its queue; each only from at least ``min_ends`` such slice ends (a share
+    of one or two is no measurement: a profile then keeps the value it started from).
     """
     setups = []
     few = []
@@ -517,9 +518,9 @@ def trace_statistics(measured: list) -> dict:
         out["setup_jitter_ms"] = float(max(s.mean() - s.min(), 0.0))
     if few:
         out["boundary_hints"] = float(np.mean(few))
-    if ends:
+    if len(ends) >= max(1, min_ends):
         out["flush_wait_p"] = float(np.mean(ends))
-    if after:
+    if len(after) >= max(1, min_ends):
         out["flush_wait_p_after"] = float(np.mean(after))
     return out
 
