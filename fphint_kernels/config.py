@@ -356,6 +356,13 @@ GUEST_PARAMS = {
         "1: the page allocator hands out the lowest free blocks first (Linux 5.10+, boot memory "
         "freed to the tail of the free lists); 0: the highest first (older kernels)",
     ),
+    "normal_zone_first": (
+        "float",
+        0.0,
+        "1: a guest whose RAM QEMU's pc machine splits (3.5 GiB and more: 3 GiB below 4 GiB, the "
+        "rest above) has a Normal zone from RAM offset 3 GiB: its allocator takes memory there "
+        "first (the boot's early allocations, low_span, lie at its start), then below",
+    ),
     "thp": (
         "float",
         0.0,
@@ -517,6 +524,7 @@ PARAM_BOUNDS = {
     "memmap_bytes_per_page": (0.0, 4096.0),
     "alloc_low_first": (0.0, 1.0),
     "thp": (0.0, 1.0),
+    "normal_zone_first": (0.0, 1.0),
 }
 #: workload parameters that do nothing unless another one is set: name -> (that one, why)
 APPLIES_WITH = {
@@ -862,7 +870,8 @@ class Scenario:
     def memory_layout(self, guest: Guest | None = None) -> dict:
         """Bytes of each part of the guest's memory at migration start: the guest's own plus
         what the workload adds (``reserved_low``, ``low_span``, ``low_used``, ``kaslr_image``,
-        ``kaslr_bss``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
+        ``kaslr_bss``, ``normal_zone_first`` (a flag), ``memmap_bytes_per_page``, ``base_used``,
+        ``pagecache_initial``, ``touched_free``)."""
         g = (guest or self.load_guest()).params
         w = self.load_workload().params
         return {
@@ -871,6 +880,7 @@ class Scenario:
             "low_used": g["low_used"],
             "kaslr_image": g["kaslr_image"],
             "kaslr_bss": g["kaslr_bss"],
+            "normal_zone_first": g["normal_zone_first"],
             "memmap_bytes_per_page": g["memmap_bytes_per_page"],
             "base_used": g["base_used"] + w["base_used"],
             "pagecache_initial": g["pagecache_initial"] + w["pagecache_initial"],

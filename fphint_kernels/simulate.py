@@ -212,6 +212,8 @@ def build_params(
         "low_used": int(mem["low_used"]) // PAGE_SIZE,
         "kaslr_image": int(mem["kaslr_image"]) // PAGE_SIZE,
         "kaslr_bss": int(mem["kaslr_bss"]) // PAGE_SIZE,
+        "low_start": int(mem["reserved_low"]) // PAGE_SIZE,
+        "zone_start": 0,
         "memmap": int(math.ceil(n * mem["memmap_bytes_per_page"] / PAGE_SIZE)),
         "base": int(mem["base_used"]) // PAGE_SIZE,
         "pagecache": int(mem["pagecache_initial"]) // PAGE_SIZE,
@@ -219,10 +221,64 @@ def build_params(
         "dirty_loop": int(wl["dirty_bytes"]) // PAGE_SIZE,
         "rss_cap": (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1,
     }
+    if mem["normal_zone_first"] > 0 and n >= PC_SPLIT_PAGES:
+        layout["zone_start"] = PC_LOWMEM_PAGES  # the Normal zone, above the PCI hole
+        layout["low_start"] = PC_LOWMEM_PAGES  # the boot's early allocations at its start
     kept = layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["kaslr_bss"]
     if kept + layout["memmap"] >= n:
         raise ScenarioError("memory: too small for the kernel's reserved memory and memmap")
     return prm, layout
+
+
+def boot_layout(n: int, lay: dict, memmap_start: int, seed: int):
+    """Where the boot put the kernel image, and the ranges it gave the page allocator.
+
+    Kept out of the allocator: ``reserved_low`` pages from 0, the early allocations'
+    ``low_span`` from ``low_start`` (right above ``reserved_low``, or, with the guest's
+    ``normal_zone_first`` in a guest whose RAM QEMU's pc machine splits, the start of the Normal
+    zone at RAM offset 3 GiB), the kernel image and its bss at a random 2 MiB-aligned slot
+    (physical KASLR, drawn from ``seed``) that does not cross the early allocations, and the
+    memmap from ``memmap_start``.
+
+    Returns
+    -------
+    img_start : int
+        First pfn of the image (0 without one).
+    ranges : list of (int, int)
+        Free ranges ``[lo, hi)`` in ascending order.
+    """
+    rl, span, low_start = lay["reserved_low"], lay["low_span"], lay["low_start"]
+    img = lay["kaslr_image"]
+    bss = lay["kaslr_bss"] if img else 0
+    kept = [(low_start, low_start + span)]
+    img_start = 0
+    if img:
+        if low_start == rl:  # one place: above the early allocations
+            lo = rl + span
+            segments = [((lo + 511) >> 9 << 9, max(1, (memmap_start - img - bss - lo) >> 9))]
+        else:  # below the early allocations, or above them
+            segments = []
+            for a, b in ((rl, low_start), (low_start + span, memmap_start)):
+                first = (a + 511) >> 9 << 9
+                if b - img - bss > first:
+                    segments.append((first, (b - img - bss - first) >> 9))
+        total = max(1, sum(c for _, c in segments))
+        draw = int(np.random.default_rng([seed, KASLR_STREAM]).integers(total))
+        for first, count in segments:
+            if draw < count:
+                img_start = first + (draw << 9)
+                break
+            draw -= count
+        kept.append((img_start, img_start + img + bss))
+    ranges = []
+    cursor = rl
+    for a, b in sorted(kept):
+        if a > cursor:
+            ranges.append((cursor, a))
+        cursor = max(cursor, b)
+    if memmap_start > cursor:
+        ranges.append((cursor, memmap_start))
+    return img_start, ranges
 
 
 class _Run:
@@ -266,23 +322,17 @@ class _Run:
             bm[S.BM_BMAP, -1] = np.uint64((1 << (n & 63)) - 1)
         s["pending"] = n
         buddy = new_buddy(n)
-        lo = s["reserved_low"] + s["low_span"]
-        img = lay["kaslr_image"]
-        bss = lay["kaslr_bss"] if img else 0
-        if img:
-            # physical KASLR: a random 2 MiB-aligned slot between the low memory and the memmap
-            # for the image and the zero memory the boot keeps right after it (bss, brk)
-            slots = max(1, (s["memmap_start"] - img - bss - lo) >> 9)
-            draw = np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots)
-            s["img_start"] = ((lo + 511) >> 9 << 9) + (int(draw) << 9)
-            s["img_pages"] = img
-            buddy_add_range(s, buddy, lo, s["img_start"])
-            buddy_add_range(s, buddy, s["img_start"] + img + bss, s["memmap_start"])
-        else:
-            buddy_add_range(s, buddy, lo, s["memmap_start"])
+        s["low_start"] = lay["low_start"]
+        s["zone_start"] = lay["zone_start"]
+        img_start, ranges = boot_layout(n, lay, int(s["memmap_start"]), scenario.seed)
+        s["img_start"] = img_start
+        s["img_pages"] = lay["kaslr_image"]
+        for a, b in ranges:
+            buddy_add_range(s, buddy, a, b)
         wmin, wlow, whigh = watermarks(int(s["nr_free_pages"]))
         s["wmark_min"], s["wmark_low"], s["wmark_high"] = wmin, wlow, whigh
-        dma_free = max(0, DMA_PAGES - lo)  # the allocator's pages in the DMA zone
+        # the allocator's pages in the DMA zone
+        dma_free = sum(max(0, min(b, DMA_PAGES) - a) for a, b in ranges)
         s["hint_floor"] = hint_floor(
             n, int(s["nr_free_pages"]), dma_free, thp=guest.params["thp"] > 0
         )

@@ -9,9 +9,10 @@ same name from the same mid-run state (``NaiveMigration.run(until)`` gets there)
 :func:`naive_simulate` with :func:`fphint_kernels.simulate` on small scenarios.
 
 Only configuration parsing (``Scenario``, ``HostProfile``, the guest description,
-``simulate.build_params``, ``simulate.watermarks``, ``simulate.hint_floor``) and the seeding of the random streams
-(``kernels.rng.seed_streams``, and ``simulate.KASLR_STREAM``, the key of the boot's draw of
-where the kernel image goes) are taken from the package: everything that moves pages is written
+``simulate.build_params``, ``simulate.watermarks``, ``simulate.hint_floor``, and
+``simulate.boot_layout``: where the boot put the kernel image, drawn from the seed, and what it
+gave the allocator) and the seeding of the random streams (``kernels.rng.seed_streams``) are
+taken from the package: everything that moves pages is written
 again here, from docs/model.md and the kernels' docstrings.
 
 Where the model fixes a detail the documentation leaves open, the naive version does the same,
@@ -28,8 +29,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-
-import numpy as np  # the boot's draw of the kernel image's place only (as the package seeds it)
 
 # ============================================================================================
 # Bitmaps (kernels/bitmap.py): a bitmap is a list of bools, one per bit
@@ -135,9 +134,10 @@ class NaiveBuddy:
     with the buddy while the buddy is a free block of the same order.
     """
 
-    def __init__(self, n: int, low_first: bool = False):
+    def __init__(self, n: int, low_first: bool = False, zone_start: int = 0):
         self.n = n
         self.low_first = low_first
+        self.zone_start = zone_start  # a preferred zone from here up (0: one zone)
         self.free = [set() for _ in range(MAX_ORDER + 1)]
         self.nr_free_pages = 0
 
@@ -150,7 +150,17 @@ class NaiveBuddy:
         self.nr_free_pages -= 2**k
 
     def alloc(self, k: int) -> int:
-        """pfn of a new order-k block, or -1."""
+        """pfn of a new order-k block, or -1 (from the preferred zone first, if any)."""
+        if self.zone_start and self.low_first:
+            for j in range(k, MAX_ORDER + 1):
+                in_zone = [pfn for pfn in self.free[j] if pfn >= self.zone_start]
+                if in_zone:
+                    pfn = min(in_zone)
+                    self._remove(pfn, j)
+                    while j > k:
+                        j -= 1
+                        self._add(pfn + 2**j, j)
+                    return pfn
         for j in range(k, MAX_ORDER + 1):
             if self.free[j]:
                 break
@@ -317,7 +327,7 @@ class NaiveMigration:
         from fphint_kernels.kernels.rng import seed_streams
         from fphint_kernels.simulate import (
             DMA_PAGES,
-            KASLR_STREAM,
+            boot_layout,
             build_params,
             hint_floor,
             watermarks,
@@ -411,25 +421,20 @@ class NaiveMigration:
         self.low_span = lay["low_span"]
         self.low_used = lay["low_used"]
         self.memmap_start = n - lay["memmap"]
-        self.buddy = NaiveBuddy(n, low_first=guest.params["alloc_low_first"] > 0)
+        self.buddy = NaiveBuddy(
+            n, low_first=guest.params["alloc_low_first"] > 0, zone_start=lay["zone_start"]
+        )
         # the kernel image: physical KASLR puts it in a random 2 MiB slot between the boot's
         # low memory and the memmap (the draw comes from the seed, on a stream of its own)
-        low_end = self.reserved_low + self.low_span
+        self.low_start = lay["low_start"]  # the early allocations (low_span) start here
         self.img_pages = lay["kaslr_image"]
-        bss = lay["kaslr_bss"] if self.img_pages else 0  # zero memory kept after the image
-        self.img_start = 0
-        if self.img_pages:
-            slots = max(1, (self.memmap_start - self.img_pages - bss - low_end) // HUGE_PAGE)
-            draw = int(np.random.default_rng([scenario.seed, KASLR_STREAM]).integers(slots))
-            first_slot = math.ceil(low_end / HUGE_PAGE) * HUGE_PAGE
-            self.img_start = first_slot + draw * HUGE_PAGE
-            self.buddy.add_range(low_end, self.img_start)
-            self.buddy.add_range(self.img_start + self.img_pages + bss, self.memmap_start)
-        else:
-            self.buddy.add_range(low_end, self.memmap_start)
+        self.img_start, ranges = boot_layout(n, lay, self.memmap_start, scenario.seed)
+        for lo, hi in ranges:
+            self.buddy.add_range(lo, hi)
         self.wmark_min, self.wmark_low, self.wmark_high = watermarks(self.buddy.nr_free_pages)
+        dma_free = sum(max(0, min(hi, DMA_PAGES) - lo) for lo, hi in ranges)
         self.hint_floor = hint_floor(  # the hint worker allocates without reclaim
-            n, self.buddy.nr_free_pages, max(0, DMA_PAGES - low_end), thp=guest.params["thp"] > 0
+            n, self.buddy.nr_free_pages, dma_free, thp=guest.params["thp"] > 0
         )
         self.write_faults = 0
         self.zero_cpu_ns = 0.0
@@ -594,7 +599,7 @@ class NaiveMigration:
         runs = self.low_span // LOW_RUN
         left = min(self.low_used, runs * LOW_RUN) // LOW_RUN
         while left > 0:
-            first = self.reserved_low + rng.below(runs) * LOW_RUN
+            first = self.low_start + rng.below(runs) * LOW_RUN
             if not self.nonzero[first]:  # a run not written yet
                 for page in range(first, first + LOW_RUN):
                     self.page_write(page)

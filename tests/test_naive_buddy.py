@@ -13,11 +13,12 @@ from fphint_kernels.kernels import layout as S
 class KernelBuddy:
     """The kernel's arrays for n pages, with the naive allocator's method names."""
 
-    def __init__(self, n, low_first=False):
+    def __init__(self, n, low_first=False, zone_start=0):
         self.rec = S.new_state()
         self.st = self.rec[0]
         self.st["n"] = n
         self.st["alloc_low"] = int(low_first)
+        self.st["zone_start"] = zone_start
         self.bd = kb.new_buddy(n)
         self.n = n
 
@@ -70,8 +71,9 @@ def assert_invariants(ref, allocated):
     assert sum(1 for o in owner if o == "free") == ref.nr_free_pages
 
 
-def run_ops(n, lo, hi, ops, low_first=False):
-    kern, ref = KernelBuddy(n, low_first), naive.NaiveBuddy(n, low_first)
+def run_ops(n, lo, hi, ops, low_first=False, zone_start=0):
+    kern = KernelBuddy(n, low_first, zone_start)
+    ref = naive.NaiveBuddy(n, low_first, zone_start)
     kern.add_range(lo, hi)
     ref.add_range(lo, hi)
     assert_same(kern, ref)
@@ -114,6 +116,20 @@ def layouts(draw):
 @given(layouts(), OPS, st.booleans())
 def test_random_sequences(layout, ops, low_first):
     run_ops(*layout, ops, low_first)
+
+
+@settings(max_examples=120, deadline=None)
+@given(layouts(), OPS, st.integers(1, 5000))
+def test_random_sequences_with_a_preferred_zone(layout, ops, zone_start):
+    """A guest with a Normal zone (``zone_start``, any pfn here): blocks there first, the
+    smallest order that has one, lowest first; then anywhere."""
+    run_ops(*layout, ops, True, zone_start)
+
+
+def test_the_preferred_zone_goes_first():
+    kern, ref, allocated = run_ops(4096, 0, 4096, [("alloc", 0), ("alloc", 10), ("alloc", 10),
+                                                   ("alloc", 10), ("alloc", 10)], True, 3072)  # fmt: skip
+    assert [pfn for pfn, _ in allocated] == [3072, 0, 1024, 2048, -1][: len(allocated)]
 
 
 @pytest.mark.parametrize(

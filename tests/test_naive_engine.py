@@ -447,7 +447,7 @@ def test_tcg_cases_cover_the_host():
     assert per_page_lock["ram"] == free_lock["ram"]  # the same pages sent, each 100 ns dearer
     sent = free_lock["ram"]["normal"] + free_lock["ram"]["duplicate"]
     lock_ms = per_page_lock["cpu-migration-thread"] - free_lock["cpu-migration-thread"]
-    assert lock_ms == pytest.approx(sent * 100 / 1e6)
+    assert lock_ms == pytest.approx(sent * 100 / 1e6, abs=2e-3)  # results are in us
     never = res["tcg-idle-256M-hint-flush-never-waits"]
     assert never["slice-end-drains"] == 0 and never["hinted-pages"] < hint["hinted-pages"]
     assert never["ram"]["duplicate"] > hint["ram"]["duplicate"]  # the race is lost

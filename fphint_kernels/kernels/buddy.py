@@ -44,7 +44,7 @@ def new_buddy(n: int) -> Buddy:
         freemap=np.zeros(int(off[-1]), dtype=np.uint64),
         fm_off=off,
         fm_top=off[:-1].copy(),
-        fm_bot=off[1:].copy() - 1,
+        fm_bot=np.concatenate((off[1:] - 1, off[1:] - 1)),
         nr_free=np.zeros(MAX_ORDER + 1, dtype=np.int64),
     )
 
@@ -60,6 +60,8 @@ def fl_add(st, bd, pfn, k):
         bd.fm_top[k] = w
     if w < bd.fm_bot[k]:
         bd.fm_bot[k] = w
+    if st["zone_start"] > 0 and pfn >= st["zone_start"] and w < bd.fm_bot[MAX_ORDER + 1 + k]:
+        bd.fm_bot[MAX_ORDER + 1 + k] = w
     bd.nr_free[k] += 1
     st["nr_free_pages"] += 1 << k
 
@@ -103,8 +105,48 @@ def fl_lowest(bd, k):
 
 
 @jit
+def fl_zone_lowest(st, bd, k):
+    """pfn of the lowest free block of order k at or above ``st["zone_start"]``, -1 if none
+    (the preferred zone's free list, from a cursor kept in ``bd.fm_bot[MAX_ORDER + 1 + k]``)."""
+    freemap = bd.freemap
+    c = MAX_ORDER + 1 + k
+    first = (st["zone_start"] + (1 << k) - 1) >> k  # the zone's first block of order k
+    zw = bd.fm_off[k] + (first >> 6)
+    w = max(bd.fm_bot[c], zw)
+    hi = bd.fm_off[k + 1]
+    x = ZERO
+    while w < hi:
+        x = freemap[w]
+        if w == zw:
+            x = x & (ALL << np.uint64(first & 63))
+        if x != ZERO:
+            break
+        w += 1
+    bd.fm_bot[c] = w
+    if w >= hi:
+        return -1
+    idx = ((w - bd.fm_off[k]) << 6) + popcount64((x & (~x + ONE)) - ONE)
+    return idx << k
+
+
+@jit
 def buddy_alloc(st, bd, k):
-    """Allocate a block of order k; return its pfn or -1 (``__rmqueue_smallest`` + ``expand``)."""
+    """Allocate a block of order k; return its pfn or -1 (``__rmqueue_smallest`` + ``expand``).
+
+    With a preferred zone (``st["zone_start"]``, the Normal zone of a guest whose RAM is split
+    around the PCI hole) the smallest large-enough block there, lowest first; else, or when
+    that zone has none, anywhere (``get_page_from_freelist`` walks the zonelist)."""
+    if st["zone_start"] > 0 and st["alloc_low"]:
+        for j in range(k, MAX_ORDER + 1):
+            if bd.nr_free[j] == 0:
+                continue
+            pfn = fl_zone_lowest(st, bd, j)
+            if pfn >= 0:
+                fl_del(st, bd, pfn, j)
+                while j > k:
+                    j -= 1
+                    fl_add(st, bd, pfn + (1 << j), j)
+                return pfn
     j = k
     while j <= MAX_ORDER and bd.nr_free[j] == 0:
         j += 1

@@ -215,6 +215,8 @@ STATE_DTYPE = np.dtype(
         ("held_n", i8),
         ("memmap_start", i8),
         ("reserved_low", i8),
+        ("low_start", i8),  # first pfn of the boot's early allocations (low_span)
+        ("zone_start", i8),  # first pfn of the Normal zone the allocator prefers (0: one zone)
         ("low_span", i8),  # pages above reserved_low kept by the boot, partly written
         ("low_used", i8),  # ... of which this many hold data
         ("img_start", i8),  # the kernel image, placed at a random address at boot (KASLR) ...
@@ -372,7 +374,7 @@ class Buddy(NamedTuple):
     freemap: np.ndarray  #: uint64[...]: one bitmap per order, order k from word fm_off[k]
     fm_off: np.ndarray  #: int64[MAX_ORDER + 2]: first word of each order's bitmap
     fm_top: np.ndarray  #: int64[MAX_ORDER + 1]: highest word of each order that may be non-zero
-    fm_bot: np.ndarray  #: int64[MAX_ORDER + 1]: lowest word of each order that may be non-zero
+    fm_bot: np.ndarray  #: int64[2 (MAX_ORDER + 1)]: lowest word of each order that may be non-zero, then the same within the preferred zone
     nr_free: np.ndarray  #: int64[MAX_ORDER + 1]: free blocks per order
 
 
@@ -384,7 +386,7 @@ class Guest(NamedTuple):
     freemap: np.ndarray  #: uint64[...]: one bitmap per order, order k from word fm_off[k]
     fm_off: np.ndarray  #: int64[MAX_ORDER + 2]: first word of each order's bitmap
     fm_top: np.ndarray  #: int64[MAX_ORDER + 1]: highest word of each order that may be non-zero
-    fm_bot: np.ndarray  #: int64[MAX_ORDER + 1]: lowest word of each order that may be non-zero
+    fm_bot: np.ndarray  #: int64[2 (MAX_ORDER + 1)]: lowest word of each order that may be non-zero, then the same within the preferred zone
     nr_free: np.ndarray  #: int64[MAX_ORDER + 1]: free blocks per order
     # the per-page bitmaps
     bm: np.ndarray  #: uint64[N_BM, w]: one row per bitmap (BM_* above)

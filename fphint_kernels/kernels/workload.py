@@ -304,13 +304,13 @@ def workload_init(st, prm, g, wl, touched_pages, pagecache_pages, tmp):
         block_write(st, g, st["img_start"], np.int64(0), np.int64(0))  # first page ...
         for p in range(st["img_start"] + 1, st["img_start"] + st["img_pages"]):
             page_write(st, g, p, np.int64(0))  # ... and the rest
-    # above it, memory the boot kept (early allocations): low_used pages of it hold data, in
-    # runs of LOW_RUN pages at random places (early allocations come in contiguous chunks)
+    # memory the boot kept (early allocations, from low_start): low_used pages of it hold data,
+    # in runs of LOW_RUN pages at random places (early allocations come in contiguous chunks)
     nonzero = g.bm[BM_NONZERO]
     runs = st["low_span"] // LOW_RUN
     left = min(st["low_used"], runs * LOW_RUN) // LOW_RUN
     while left > 0:
-        p = st["reserved_low"] + rng_below(rng, runs) * LOW_RUN
+        p = st["low_start"] + rng_below(rng, runs) * LOW_RUN
         if (nonzero[p >> 6] >> np.uint64(p & 63)) & ONE == ZERO:
             block_write(st, g, p, np.int64(LOW_RUN_ORDER), np.int64(0))
             left -= 1
