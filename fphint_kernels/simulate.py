@@ -99,6 +99,22 @@ def hint_floor(memory_pages: int, managed_pages: int, dma_free_pages: int, *, th
     allocator's pages below 16 MiB).
     Measured on the harness's guest (``/proc/zoneinfo``, ``/proc/buddyinfo`` and the count of
     hinted blocks, docs/model.md "The hint worker's floor").
+
+    Parameters
+    ----------
+    memory_pages : int
+        The guest's RAM in pages.
+    managed_pages : int
+        Pages the page allocator manages (for the square-root rule and the 5 % cap).
+    dma_free_pages : int
+        The allocator's free pages in the DMA zone (below 16 MiB).
+    thp : bool
+        Transparent huge pages on in the guest (khugepaged's ``min_free_kbytes``).
+
+    Returns
+    -------
+    int
+        Free pages left when the worker's allocations start to fail.
     """
     normal = max(0, memory_pages - PC_LOWMEM_PAGES) if memory_pages >= PC_SPLIT_PAGES else 0
     dma32 = memory_pages - normal - DMA_PAGES
