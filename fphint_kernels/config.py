@@ -870,8 +870,7 @@ class Scenario:
     def memory_layout(self, guest: Guest | None = None) -> dict:
         """Bytes of each part of the guest's memory at migration start: the guest's own plus
         what the workload adds (``reserved_low``, ``low_span``, ``low_used``, ``kaslr_image``,
-        ``kaslr_bss``, ``normal_zone_first`` (a flag), ``memmap_bytes_per_page``, ``base_used``,
-        ``pagecache_initial``, ``touched_free``)."""
+        ``kaslr_bss``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
         g = (guest or self.load_guest()).params
         w = self.load_workload().params
         return {
@@ -880,7 +879,6 @@ class Scenario:
             "low_used": g["low_used"],
             "kaslr_image": g["kaslr_image"],
             "kaslr_bss": g["kaslr_bss"],
-            "normal_zone_first": g["normal_zone_first"],
             "memmap_bytes_per_page": g["memmap_bytes_per_page"],
             "base_used": g["base_used"] + w["base_used"],
             "pagecache_initial": g["pagecache_initial"] + w["pagecache_initial"],

@@ -237,7 +237,7 @@ def build_params(
         "dirty_loop": int(wl["dirty_bytes"]) // PAGE_SIZE,
         "rss_cap": (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1,
     }
-    if mem["normal_zone_first"] > 0 and n >= PC_SPLIT_PAGES:
+    if gp["normal_zone_first"] > 0 and n >= PC_SPLIT_PAGES:
         layout["zone_start"] = PC_LOWMEM_PAGES  # the Normal zone, above the PCI hole
         layout["low_start"] = PC_LOWMEM_PAGES  # the boot's early allocations at its start
     kept = layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["kaslr_bss"]

@@ -301,7 +301,6 @@ CMD_ID_MIN = 0x80000000
 BATCH = 64  # pages the sender queues before it writes them into the stream (MAX_IOV_SIZE)
 CHECKPOINT_BYTES = 65536  # the destination's progress is noted every this many bytes sent
 LOW_RUN = 256  # the boot's early allocations come in runs of 1 MiB
-HUGE_PAGE = 512  # pages of one 2 MiB host region (the unit of physical KASLR, too)
 # host status of the free page hint device
 S_STOP, S_REQUESTED, S_START, S_DONE = "stop", "requested", "start", "done"
 
