@@ -351,6 +351,10 @@ def test_the_committed_campaign_loads():
         assert ds["ram-normal"].dtype == np.int64 and ds["dirty-sync-count"].dtype == np.int64
         assert str(ds["status"].values) in ("completed", "failed", "not-converged")
         assert ds.attrs["path"].endswith(f"{ds.attrs['config_key']}-r{ds.attrs['run']}.nc")
+    done = measurement.load_all(root, completed=True)
+    assert [ds.attrs["path"] for ds in done] == [
+        ds.attrs["path"] for ds in runs if str(ds["status"].values) == "completed"
+    ]
 
 
 # ---------------------------------------------------------------------------- guest health

@@ -224,11 +224,11 @@ def _cmd_fit(args) -> int:
     args.dir = args.dir or "data/measurements"
     args.name = args.name or "this-host-tcg"
 
-    runs = [ds for ds in load_all(args.dir) if str(ds["status"].values) == "completed"]
+    runs = load_all(args.dir, completed=True)
     fit_runs = tuple(args.fit_run) if args.fit_run else DEFAULT_FIT_RUNS
     trace = []
     for d in args.trace_dir or ():
-        trace += [ds for ds in load_all(d) if str(ds["status"].values) == "completed"]
+        trace += load_all(d, completed=True)
     doc = fit_host_profile(
         runs, fit_runs=fit_runs, name=args.name, out_dir=args.out_dir, trace_runs=trace
     )

@@ -446,7 +446,7 @@ def compare_dir(
     """:func:`compare` over every completed measured run under ``root``."""
     from .measurement import load_all
 
-    runs = [ds for ds in load_all(root) if str(ds["status"].values) == "completed"]
+    runs = load_all(root, completed=True)
     if not runs:
         raise FphintError(f"no completed measured runs under {root}")
     table = compare(runs, profile=profile, guest=guest)

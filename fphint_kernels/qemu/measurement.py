@@ -367,8 +367,9 @@ def _excerpt(log: str, limit: int = 2500) -> str:
     return text[start : start + limit]
 
 
-def load_all(root: str | os.PathLike) -> list[xr.Dataset]:
-    """Every measured run under a directory (recursively), sorted by file name."""
+def load_all(root: str | os.PathLike, *, completed: bool = False) -> list[xr.Dataset]:
+    """Every measured run under a directory (recursively), sorted by file name; with
+    ``completed``, only the runs whose migration completed."""
     r = Path(root)
     if not r.exists():
         raise FphintError(f"no such directory: {r}")
@@ -376,5 +377,6 @@ def load_all(root: str | os.PathLike) -> list[xr.Dataset]:
     for f in sorted(r.rglob("*.nc")):
         ds = load_dataset(f)
         ds.attrs["path"] = str(f)
-        out.append(ds)
+        if not completed or str(ds["status"].values) == "completed":
+            out.append(ds)
     return out
