@@ -870,7 +870,8 @@ class Scenario:
     def memory_layout(self, guest: Guest | None = None) -> dict:
         """Bytes of each part of the guest's memory at migration start: the guest's own plus
         what the workload adds (``reserved_low``, ``low_span``, ``low_used``, ``kaslr_image``,
-        ``kaslr_bss``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``, ``touched_free``)."""
+        ``kaslr_bss``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``,
+        ``touched_free``)."""
         g = (guest or self.load_guest()).params
         w = self.load_workload().params
         return {

@@ -880,9 +880,10 @@ class NaiveMigration:
     def slice_end_hints(self, t, gap):
         """QEMU 6.1+: the sender released the lock at ``t`` and its last batch waits ``gap`` ms
         for room in the stream: it waits with chance ``flush_wait_p`` (``flush_wait_p_after``
-        after a slice end that left its queue; drawn while hints are queued), else ``gap`` is 0.  If it waits (or, with chance ``boundary_drain_p``, anyway),
-        the iothread applies every due block it has queued; otherwise a Poisson number (mean
-        ``boundary_hints``) get through.  The sender goes on when both are done."""
+        after a slice end that left its queue; drawn while hints are queued), else ``gap`` is 0.
+        If it waits (or, with chance ``boundary_drain_p``, anyway), the iothread applies every
+        due block it has queued; otherwise a Poisson number (mean ``boundary_hints``) get
+        through.  The sender goes on when both are done."""
         p = self.p
         if gap > 0.0 and self.queue:
             p_wait = p["flush_wait_p_after"] if self.drain_missed else p["flush_wait_p"]

@@ -465,10 +465,11 @@ def slice_end_hints(st, prm, g, hc, h, t, gap):
     The stream being full, the flush waits with chance ``flush_wait_p``, or
     ``flush_wait_p_after`` at the slice end after one that left its queue (measured: the draws
     are not independent); otherwise the footer fits in room the destination has just made and
-    ``gap`` is 0 (drawn only while hints are queued).  If it waits (or, with chance ``boundary_drain_p``, anyway), the iothread takes the lock
-    and applies every hint it has queued, holding the lock until its queue is empty; otherwise
-    the migration thread takes the lock back almost at once and a few hints get through (a
-    Poisson number of mean ``boundary_hints``).  Each applied hint takes the iothread
+    ``gap`` is 0 (drawn only while hints are queued).  If it waits (or, with chance
+    ``boundary_drain_p``, anyway), the iothread takes the lock and applies every hint it has
+    queued, holding the lock until its queue is empty; otherwise the migration thread takes the
+    lock back almost at once and a few hints get through (a Poisson number of mean
+    ``boundary_hints``).  Each applied hint takes the iothread
     ``t_hint_apply``.  Returns when the migration thread has the lock again.
     """
     if gap > 0.0 and st["q_count"] > 0:

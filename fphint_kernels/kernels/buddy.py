@@ -136,23 +136,22 @@ def buddy_alloc(st, bd, k):
     With a preferred zone (``st["zone_start"]``, the Normal zone of a guest whose RAM is split
     around the PCI hole) the smallest large-enough block there, lowest first; else, or when
     that zone has none, anywhere (``get_page_from_freelist`` walks the zonelist)."""
-    if st["zone_start"] > 0 and st["alloc_low"]:
-        for j in range(k, MAX_ORDER + 1):
-            if bd.nr_free[j] == 0:
-                continue
-            pfn = fl_zone_lowest(st, bd, j)
-            if pfn >= 0:
-                fl_del(st, bd, pfn, j)
-                while j > k:
-                    j -= 1
-                    fl_add(st, bd, pfn + (1 << j), j)
-                return pfn
+    pfn = -1
     j = k
-    while j <= MAX_ORDER and bd.nr_free[j] == 0:
-        j += 1
-    if j > MAX_ORDER:
-        return -1
-    pfn = fl_lowest(bd, j) if st["alloc_low"] else fl_highest(bd, j)
+    if st["zone_start"] > 0 and st["alloc_low"]:
+        while j <= MAX_ORDER:
+            if bd.nr_free[j] > 0:
+                pfn = fl_zone_lowest(st, bd, j)
+                if pfn >= 0:
+                    break
+            j += 1
+    if pfn < 0:
+        j = k
+        while j <= MAX_ORDER and bd.nr_free[j] == 0:
+            j += 1
+        if j > MAX_ORDER:
+            return -1
+        pfn = fl_lowest(bd, j) if st["alloc_low"] else fl_highest(bd, j)
     fl_del(st, bd, pfn, j)
     while j > k:
         j -= 1

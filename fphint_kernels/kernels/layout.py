@@ -374,7 +374,9 @@ class Buddy(NamedTuple):
     freemap: np.ndarray  #: uint64[...]: one bitmap per order, order k from word fm_off[k]
     fm_off: np.ndarray  #: int64[MAX_ORDER + 2]: first word of each order's bitmap
     fm_top: np.ndarray  #: int64[MAX_ORDER + 1]: highest word of each order that may be non-zero
-    fm_bot: np.ndarray  #: int64[2 (MAX_ORDER + 1)]: lowest word of each order that may be non-zero, then the same within the preferred zone
+    #: int64[2 (MAX_ORDER + 1)]: lowest word of each order that may be non-zero, then the same
+    #: within the preferred zone (``st["zone_start"]``)
+    fm_bot: np.ndarray
     nr_free: np.ndarray  #: int64[MAX_ORDER + 1]: free blocks per order
 
 
@@ -386,7 +388,9 @@ class Guest(NamedTuple):
     freemap: np.ndarray  #: uint64[...]: one bitmap per order, order k from word fm_off[k]
     fm_off: np.ndarray  #: int64[MAX_ORDER + 2]: first word of each order's bitmap
     fm_top: np.ndarray  #: int64[MAX_ORDER + 1]: highest word of each order that may be non-zero
-    fm_bot: np.ndarray  #: int64[2 (MAX_ORDER + 1)]: lowest word of each order that may be non-zero, then the same within the preferred zone
+    #: int64[2 (MAX_ORDER + 1)]: lowest word of each order that may be non-zero, then the same
+    #: within the preferred zone (``st["zone_start"]``)
+    fm_bot: np.ndarray
     nr_free: np.ndarray  #: int64[MAX_ORDER + 1]: free blocks per order
     # the per-page bitmaps
     bm: np.ndarray  #: uint64[N_BM, w]: one row per bitmap (BM_* above)
