@@ -1219,6 +1219,63 @@ def race_spread(samples, ax=None):
     return ax
 
 
+def build_footprint(build, check=None, fig=None):
+    """A real kernel build's memory: fresh pages against all pages taken, and the distinct
+    pages of a window against the model's first-pass dirty sets.
+
+    Parameters
+    ----------
+    build : xarray.Dataset
+        :func:`fphint_kernels.build_footprint.load_host_build`.
+    check : xarray.Dataset, optional
+        :func:`fphint_kernels.build_footprint.first_pass_dirty_set`, drawn on the right panel.
+    fig : matplotlib.figure.Figure, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = _figure(fig, figsize=(11, 4.2))
+    left, right = fig.subplots(1, 2)
+    gib = 1024.0
+    left.plot(
+        build["t"],
+        build["taken"] / gib,
+        color="0.5",
+        label="taken from the allocator (repeats counted)",
+    )
+    left.plot(
+        build["t"],
+        build["fresh"] / gib,
+        color=HINT_COLOR,
+        label="fresh: distinct pages free before the build",
+    )
+    left.plot(build["t"], (build["cached"] - float(build["cached"][0])) / gib, ":", color="black",
+              label="page cache growth (/proc/meminfo)")  # fmt: skip
+    left.set_yscale("log")
+    left.set_xlabel("time since the build started (s)")
+    left.set_ylabel("memory (GiB)")
+    left.set_title(f"make bzImage: {int(build.attrs.get('objects', 0))} objects")
+    left.legend(loc="lower right", fontsize="x-small")
+    x = build["window_objects"].values
+    right.fill_between(x, build["window_distinct_min"], build["window_distinct_max"], color="0.85",
+                       label="measured: min-max of windows")  # fmt: skip
+    right.plot(x, build["window_distinct_median"], "o-", color="black", ms=4,
+               label="measured: median (taken from the allocator)")  # fmt: skip
+    if check is not None:
+        for mem in check["memory"].values:
+            c = check.sel(memory=mem)
+            right.plot(c["compile_units"], c["simulated"], "x", ms=8, mew=2,
+                       label=f"model: first pass of a {mem} legacy migration")  # fmt: skip
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("window (compile units: objects built)")
+    right.set_ylabel("distinct pages written (MiB)")
+    right.set_title("distinct pages of a window")
+    right.legend(loc="upper left", fontsize="x-small")
+    return fig
+
+
 def table(runs, keys=("total-time", "downtime", "ram-transferred", "ram-duplicate", "ram-normal")):
     """Scalar results of named runs as a table, one row per run, units in the column names.
 
