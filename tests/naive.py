@@ -428,6 +428,8 @@ class NaiveMigration:
         self.low_start = lay["low_start"]  # the early allocations (low_span) start here
         self.img_pages = lay["kaslr_image"]
         self.img_start, ranges = boot_layout(n, lay, self.memmap_start, scenario.seed)
+        self.bf_start, self.bf_pages = lay["boot_free_start"], lay["boot_free"]
+        self.bf_span = lay["boot_free_span"]
         for lo, hi in ranges:
             self.buddy.add_range(lo, hi)
         self.wmark_min, self.wmark_low, self.wmark_high = watermarks(self.buddy.nr_free_pages)
@@ -587,7 +589,7 @@ class NaiveMigration:
     def workload_init(self, rng, touched, pagecache, base, dirty_loop):
         """Memory as it is when the migration starts: reserved memory, the kernel image, the
         boot's early allocations (``low_used`` pages of ``low_span``, in 1 MiB runs at random
-        places) and the memmap, base memory, page cache, the running jobs, the dirty-loop
+        places), the memmap and the boot's freed data at its fixed place, base memory, page cache, the running jobs, the dirty-loop
         buffer, then touched memory (written and freed again, allocated down to the high
         watermark)."""
         p = self.p
@@ -605,6 +607,14 @@ class NaiveMigration:
                 left -= 1
         for page in range(self.memmap_start, self.n):
             self.page_write(page)
+        # the boot's freed data at its fixed place: free, holding what freeing left in it
+        runs = -(-self.bf_pages // LOW_RUN)  # in 1 MiB runs spread evenly over its span
+        slots = max(runs, self.bf_span // LOW_RUN)
+        for i in range(runs):
+            first = self.bf_start + (i * slots // runs) * LOW_RUN
+            last = min(first + LOW_RUN, first + self.bf_pages - i * LOW_RUN)
+            for page in range(first, last):
+                self.page_write(page, self.poison == "zero")
         for _ in range(base):
             pfn = self.buddy.alloc(0)
             if pfn < 0:
