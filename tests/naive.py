@@ -889,17 +889,19 @@ class NaiveMigration:
 
     def slice_end_hints(self, t, gap):
         """QEMU 6.1+: the sender released the lock at ``t`` and its last batch waits ``gap`` ms
-        for room in the stream: it waits with chance ``flush_wait_p`` (``flush_wait_p_after``
-        after a slice end that left its queue; drawn while hints are queued), else ``gap`` is 0.
-        If it waits (or, with chance ``boundary_drain_p``, anyway), the iothread applies every
-        due block it has queued; otherwise a Poisson number (mean ``boundary_hints``) get
-        through.  The sender goes on when both are done."""
+        for room in the stream.  While hints are queued, the iothread gets the lock with chance
+        ``flush_wait_p`` (``flush_wait_p_after`` after a slice end that left its queue), the
+        stream full or not; if not, ``gap`` is 0.  If it gets it (or, with chance
+        ``boundary_drain_p``, anyway), it applies every due block it has queued; otherwise a
+        Poisson number (mean ``boundary_hints``) get through.  The sender goes on when both are
+        done."""
         p = self.p
-        if gap > 0.0 and self.queue:
-            p_wait = p["flush_wait_p_after"] if self.drain_missed else p["flush_wait_p"]
-            if p_wait < 1.0 and self.host_rng.uniform() >= p_wait:
-                gap = 0.0  # the footer fits in room the destination has just made
         drain = gap > 0.0
+        if self.queue:
+            p_wait = p["flush_wait_p_after"] if self.drain_missed else p["flush_wait_p"]
+            drain = p_wait >= 1.0 or self.host_rng.uniform() < p_wait
+            if not drain:
+                gap = 0.0  # the footer went into room the destination had just made
         if not drain and p["boundary_drain_p"] > 0.0:
             drain = self.host_rng.uniform() < p["boundary_drain_p"]
         if drain:
