@@ -235,8 +235,8 @@ PROFILE_OPTIONAL = {
     "flush_wait_p": (
         "1",
         1.0,
-        "chance that the sender's slice-end flush into a full stream waits for room, letting "
-        "the iothread drain its queue of hints (lock 1)",
+        "chance that the iothread gets the lock at a slice end with hints queued and drains "
+        "its queue, while the sender's flush into a full stream waits for room (lock 1)",
     ),
     "flush_wait_p_after": (
         "1",
