@@ -235,8 +235,8 @@ PROFILE_OPTIONAL = {
     "flush_wait_p": (
         "1",
         1.0,
-        "chance that the sender's slice-end flush into a full stream waits for room, letting "
-        "the iothread drain its queue of hints (lock 1)",
+        "chance that the iothread gets the lock at a slice end with hints queued and drains "
+        "its queue, while the sender's flush into a full stream waits for room (lock 1)",
     ),
     "flush_wait_p_after": (
         "1",
@@ -350,6 +350,19 @@ GUEST_PARAMS = {
     "base_used": ("size", "128M", "memory in use by the kernel and its programs after boot"),
     "pagecache_initial": ("size", "0", "page cache after boot"),
     "touched_free": ("size", "0", "free memory that still holds old data after boot"),
+    "boot_free_at": (
+        "size",
+        "0",
+        "RAM offset where the guest's touched_free lies: data the boot wrote and freed at a "
+        "place of its own in every boot (physical KASLR keeps the kernel image off it); 0: "
+        "the allocator hands it out like other memory",
+    ),
+    "boot_free_span": (
+        "size",
+        "0",
+        "the boot's freed data (boot_free_at) lies in 1 MiB runs spread evenly over this much "
+        "memory from boot_free_at (0: one contiguous range)",
+    ),
     "alloc_low_first": (
         "float",
         0.0,
@@ -871,10 +884,15 @@ class Scenario:
         """Bytes of each part of the guest's memory at migration start: the guest's own plus
         what the workload adds (``reserved_low``, ``low_span``, ``low_used``, ``kaslr_image``,
         ``kaslr_bss``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``,
-        ``touched_free``)."""
+        ``touched_free``; ``boot_free_at`` and ``boot_free``: where the guest's own
+        ``touched_free`` lies when the boot put it at a fixed place, and how much of
+        ``touched_free`` that is; ``boot_free_span``: over how much memory it is spread)."""
         g = (guest or self.load_guest()).params
         w = self.load_workload().params
         return {
+            "boot_free_at": g["boot_free_at"],
+            "boot_free": g["touched_free"] if g["boot_free_at"] > 0 else 0,
+            "boot_free_span": g["boot_free_span"] if g["boot_free_at"] > 0 else 0,
             "reserved_low": g["reserved_low"],
             "low_span": g["low_span"],
             "low_used": g["low_used"],

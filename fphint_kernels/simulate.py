@@ -233,7 +233,10 @@ def build_params(
         "memmap": int(math.ceil(n * mem["memmap_bytes_per_page"] / PAGE_SIZE)),
         "base": int(mem["base_used"]) // PAGE_SIZE,
         "pagecache": int(mem["pagecache_initial"]) // PAGE_SIZE,
-        "touched": int(mem["touched_free"]) // PAGE_SIZE + int(wl["fill"] * n),
+        "touched": int(mem["touched_free"] - mem["boot_free"]) // PAGE_SIZE + int(wl["fill"] * n),
+        "boot_free_start": int(mem["boot_free_at"]) // PAGE_SIZE,
+        "boot_free": int(mem["boot_free"]) // PAGE_SIZE,
+        "boot_free_span": max(int(mem["boot_free"]), int(mem["boot_free_span"])) // PAGE_SIZE,
         "dirty_loop": int(wl["dirty_bytes"]) // PAGE_SIZE,
         "rss_cap": (int(math.ceil(mean_pages * math.exp(3 * sigma))) >> anon_order) + 1,
     }
@@ -243,6 +246,15 @@ def build_params(
     kept = layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["kaslr_bss"]
     if kept + layout["memmap"] >= n:
         raise ScenarioError("memory: too small for the kernel's reserved memory and memmap")
+    if layout["boot_free"]:
+        a = layout["boot_free_start"]
+        b = a + layout["boot_free_span"]
+        lo, hi = layout["low_start"], layout["low_start"] + layout["low_span"]
+        if a < layout["reserved_low"] or b > n - layout["memmap"] or (a < hi and b > lo):
+            raise ScenarioError(
+                "boot_free_at: the boot's freed data must lie between reserved_low and the "
+                "memmap, off the early allocations"
+            )
     return prm, layout
 
 
@@ -253,8 +265,11 @@ def boot_layout(n: int, lay: dict, memmap_start: int, seed: int):
     ``low_span`` from ``low_start`` (right above ``reserved_low``, or, with the guest's
     ``normal_zone_first`` in a guest whose RAM QEMU's pc machine splits, the start of the Normal
     zone at RAM offset 3 GiB), the kernel image and its bss at a random 2 MiB-aligned slot
-    (physical KASLR, drawn from ``seed``) that does not cross the early allocations, and the
-    memmap from ``memmap_start``.
+    (physical KASLR, drawn from ``seed``) that crosses neither the early allocations nor the
+    boot's freed data (``boot_free`` pages over ``boot_free_span`` from ``boot_free_start``,
+    which the decompressor
+    keeps out of its choice, ``mem_avoid`` in arch/x86/boot/compressed/kaslr.c, and which is
+    given to the allocator), and the memmap from ``memmap_start``.
 
     Returns
     -------
@@ -268,8 +283,19 @@ def boot_layout(n: int, lay: dict, memmap_start: int, seed: int):
     bss = lay["kaslr_bss"] if img else 0
     kept = [(low_start, low_start + span)]
     img_start = 0
+    bf = lay.get("boot_free", 0)
     if img:
-        if low_start == rl:  # one place: above the early allocations
+        if bf:  # every 2 MiB slot from reserved_low to the memmap off what the boot avoids
+            a = lay["boot_free_start"]
+            avoid = sorted(kept + [(a, a + lay["boot_free_span"])])
+            segments = []
+            a = rl
+            for lo, hi in avoid + [(memmap_start, memmap_start)]:
+                first = (a + 511) >> 9 << 9
+                if lo - img - bss > first:
+                    segments.append((first, (lo - img - bss - first) >> 9))
+                a = max(a, hi)
+        elif low_start == rl:  # one place: above the early allocations
             lo = rl + span
             segments = [((lo + 511) >> 9 << 9, max(1, (memmap_start - img - bss - lo) >> 9))]
         else:  # below the early allocations, or above them
@@ -343,6 +369,9 @@ class _Run:
         img_start, ranges = boot_layout(n, lay, int(s["memmap_start"]), scenario.seed)
         s["img_start"] = img_start
         s["img_pages"] = lay["kaslr_image"]
+        s["bf_start"] = lay["boot_free_start"]
+        s["bf_pages"] = lay["boot_free"]
+        s["bf_span"] = lay["boot_free_span"]
         for a, b in ranges:
             buddy_add_range(s, buddy, a, b)
         wmin, wlow, whigh = watermarks(int(s["nr_free_pages"]))

@@ -428,6 +428,8 @@ class NaiveMigration:
         self.low_start = lay["low_start"]  # the early allocations (low_span) start here
         self.img_pages = lay["kaslr_image"]
         self.img_start, ranges = boot_layout(n, lay, self.memmap_start, scenario.seed)
+        self.bf_start, self.bf_pages = lay["boot_free_start"], lay["boot_free"]
+        self.bf_span = lay["boot_free_span"]
         for lo, hi in ranges:
             self.buddy.add_range(lo, hi)
         self.wmark_min, self.wmark_low, self.wmark_high = watermarks(self.buddy.nr_free_pages)
@@ -587,7 +589,7 @@ class NaiveMigration:
     def workload_init(self, rng, touched, pagecache, base, dirty_loop):
         """Memory as it is when the migration starts: reserved memory, the kernel image, the
         boot's early allocations (``low_used`` pages of ``low_span``, in 1 MiB runs at random
-        places) and the memmap, base memory, page cache, the running jobs, the dirty-loop
+        places), the memmap and the boot's freed data at its fixed place, base memory, page cache, the running jobs, the dirty-loop
         buffer, then touched memory (written and freed again, allocated down to the high
         watermark)."""
         p = self.p
@@ -605,6 +607,14 @@ class NaiveMigration:
                 left -= 1
         for page in range(self.memmap_start, self.n):
             self.page_write(page)
+        # the boot's freed data at its fixed place: free, holding what freeing left in it
+        runs = -(-self.bf_pages // LOW_RUN)  # in 1 MiB runs spread evenly over its span
+        slots = max(runs, self.bf_span // LOW_RUN)
+        for i in range(runs):
+            first = self.bf_start + (i * slots // runs) * LOW_RUN
+            last = min(first + LOW_RUN, first + self.bf_pages - i * LOW_RUN)
+            for page in range(first, last):
+                self.page_write(page, self.poison == "zero")
         for _ in range(base):
             pfn = self.buddy.alloc(0)
             if pfn < 0:
@@ -879,17 +889,19 @@ class NaiveMigration:
 
     def slice_end_hints(self, t, gap):
         """QEMU 6.1+: the sender released the lock at ``t`` and its last batch waits ``gap`` ms
-        for room in the stream: it waits with chance ``flush_wait_p`` (``flush_wait_p_after``
-        after a slice end that left its queue; drawn while hints are queued), else ``gap`` is 0.
-        If it waits (or, with chance ``boundary_drain_p``, anyway), the iothread applies every
-        due block it has queued; otherwise a Poisson number (mean ``boundary_hints``) get
-        through.  The sender goes on when both are done."""
+        for room in the stream.  While hints are queued, the iothread gets the lock with chance
+        ``flush_wait_p`` (``flush_wait_p_after`` after a slice end that left its queue), the
+        stream full or not; if not, ``gap`` is 0.  If it gets it (or, with chance
+        ``boundary_drain_p``, anyway), it applies every due block it has queued; otherwise a
+        Poisson number (mean ``boundary_hints``) get through.  The sender goes on when both are
+        done."""
         p = self.p
-        if gap > 0.0 and self.queue:
-            p_wait = p["flush_wait_p_after"] if self.drain_missed else p["flush_wait_p"]
-            if p_wait < 1.0 and self.host_rng.uniform() >= p_wait:
-                gap = 0.0  # the footer fits in room the destination has just made
         drain = gap > 0.0
+        if self.queue:
+            p_wait = p["flush_wait_p_after"] if self.drain_missed else p["flush_wait_p"]
+            drain = p_wait >= 1.0 or self.host_rng.uniform() < p_wait
+            if not drain:
+                gap = 0.0  # the footer went into room the destination had just made
         if not drain and p["boundary_drain_p"] > 0.0:
             drain = self.host_rng.uniform() < p["boundary_drain_p"]
         if drain:

@@ -51,12 +51,14 @@ V36 = fk.HostProfile.load("v36")
 SLOW_HINT = V36.with_params(hint_host_latency_ms=2.0)
 #: the 2-core TCG host, with a stream a small guest fills (256 KiB)
 TCG = fk.HostProfile.load("this-host-tcg").with_params(stream_buffer_bytes=262144)
-#: the harness's guest, its boot's memory shrunk to fit
+#: the harness's guest, its boot's memory shrunk to fit (its freed boot data, SMALL_GUEST's
+#: touched_free, spread over 12 MiB from 20 MiB)
 TCG_GUEST = {
     "low_span": "8M",
     "low_used": "2M",
     "kaslr_image": "4M",
     "kaslr_bss": "1M",
+    "boot_free_at": "20M",
     "thp": 1,
 }
 # a slow hint worker in the guest

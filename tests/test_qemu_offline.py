@@ -399,6 +399,46 @@ def test_trace_statistics_of_slice_ends():
     assert st["setup_fixed_ms"] == 2.0 and st["setup_jitter_ms"] == pytest.approx(1.5)
 
 
+def test_trace_statistics_bound_the_sync_cost():
+    """A bitmap sync costs at most the time from the start of the last sync before the
+    switchover to the switchover, per page: the median over runs (here 0.1 ms at 1 GiB and
+    0.8 ms at 2 GiB: 0.38 and 1.53 ns a page, median 0.95); a run without its sync events
+    adds nothing."""
+    runs = []
+    for gib, gap in ((1, 0.1), (2, 0.8)):
+        ds = _traced_run([50.0], [1.0])
+        ds["sync-time"] = ("sync", np.array([1.5, 300.0 - gap, 300.5]))
+        ds["switchover-time"] = 300.0
+        ds.attrs["scenario_memory"] = gib << 30
+        runs.append(ds)
+    st = compare.trace_statistics([*runs, _traced_run([50.0], [1.0])])
+    per_page = [0.1e6 / (1 << 18), 0.8e6 / (1 << 19)]
+    assert st["sync_ns_per_page"] == pytest.approx(np.median(per_page))
+    assert "sync_ns_per_page" not in compare.trace_statistics([_traced_run([50.0], [1.0])])
+
+
+def test_cli_fit_bench_from_a_profile(stand_in_engine, campaign_dir, tmp_path, monkeypatch, capsys):
+    """`--bench-from PROFILE` takes the host's microbenchmarks from what PROFILE recorded when
+    it was fitted, and measures nothing; a profile that recorded none is an error (exit 2)."""
+
+    def no_bench(quick=False):
+        raise AssertionError("measured the host")
+
+    monkeypatch.setattr(hostbench, "run_all", no_bench)
+    run = "1G-idle-nohint-ioa0-dl400-smp1-r0"
+    args = ["qemu", "fit", str(campaign_dir), "--fit-run", run, "--name", "t", "--out-dir",
+            str(tmp_path)]  # fmt: skip
+    assert main([*args, "--bench-from", "this-host-tcg"]) == 0
+    doc = json.loads((tmp_path / "t.json").read_text())
+    host = compare.profile_doc("this-host-tcg")["provenance"]["host"]
+    assert doc["provenance"]["host"] == host
+    assert doc["params"]["link_bytes_per_s"] == host["link_bytes_per_s"]
+    capsys.readouterr()
+    assert main([*args, "--bench-from", "v36"]) == 2
+    assert "records no host" in capsys.readouterr().err
+    assert main(["qemu", "fit", "--quick", "--bench-from", "this-host-tcg"]) == 2
+
+
 @pytest.mark.parametrize(
     "run",
     [

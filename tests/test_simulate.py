@@ -344,3 +344,51 @@ def test_the_harness_guest_leaves_its_floor_unhinted():
     assert 11264 <= left_on < 11264 + 1024  # down to the floor, to the block
     assert left_off < 2048 and left_on - left_off > 9000
     assert int(on["ram-duplicate"]) > int(off["ram-duplicate"]) + 9000  # sent as zero pages
+
+
+def _boot_state(sc):
+    """The guest's memory of ``sc`` at migration start: which pages hold data, which are free,
+    and where the kernel image lies."""
+    from fphint_kernels.kernels import layout as L
+    from fphint_kernels.kernels.buddy import free_mask64
+    from fphint_kernels.simulate import _Run
+
+    run = _Run(sc, sc.load_profile(), sc.load_guest(), 50.0, 0, 1.0)
+    st, g = run.st[0], run.guest
+    n = int(st["n"])
+    bits = np.unpackbits(g.bm[L.BM_NONZERO].view(np.uint8), bitorder="little")[:n]
+    free = np.concatenate([
+        np.unpackbits(np.array([free_mask64(g, n, w)], dtype=np.uint64).view(np.uint8),
+                      bitorder="little") for w in range(n >> 6)
+    ])  # fmt: skip
+    return bits.astype(bool), free[:n].astype(bool), int(st["img_start"]), int(st["img_pages"])
+
+
+@pytest.mark.parametrize("memory", ["1G", "4G"])
+def test_the_boots_freed_data_lies_at_its_place(memory):
+    """busybox-tcg: the boot's freed data (touched_free, 9 MiB) lies at 68-80 MiB at every
+    size, in 1 MiB runs spread over the 12 MiB, as in memory dumps of 1-8 GiB guests; it is free
+    (the allocator may hand it out, the hint worker may take it); physical KASLR never puts the
+    kernel image on it; freed with page poisoning 'zero' it holds zeros."""
+    mib = 256  # pages
+    at, span = 68 * mib, 12 * mib
+    for seed in range(6):
+        sc = fk.Scenario(memory=memory, workload="idle", profile="this-host-tcg",
+                         guest="busybox-tcg", hint=True, seed=seed)  # fmt: skip
+        data, free, img, img_pages = _boot_state(sc)
+        runs = data[at : at + span].reshape(12, mib).all(axis=1)
+        # 9 of the 12 MiB, evenly apart: each 2 MiB region holds some (a first touch each)
+        assert runs.sum() == 9 and runs.reshape(6, 2).any(axis=1).all()
+        assert not data[at : at + span].reshape(12, mib)[~runs].any()
+        assert free[at : at + span].all()
+        assert img + img_pages <= at or img >= at + span
+        assert data[img : img + img_pages].all()
+    zeroed, free, _, _ = _boot_state(sc.replace(page_poison="zero"))
+    assert not zeroed[at : at + span].any() and free[at : at + span].all()
+    # without a place of its own the same memory goes to the allocator's first free blocks
+    elsewhere, _, _, _ = _boot_state(sc.replace(guest_options={"boot_free_at": "0"}))
+    assert not elsewhere[at : at + span].any()
+    assert elsewhere.sum() == data.sum()
+    with pytest.raises(fk.ScenarioError, match="boot_free_at"):
+        fk.simulate(sc.replace(memory="64M", guest_options={"low_span": "8M", "low_used": "2M",
+                                                            "kaslr_image": "4M"}))  # fmt: skip

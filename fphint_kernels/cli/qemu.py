@@ -214,7 +214,11 @@ def _cmd_fit(args) -> int:
     from ..qemu.measurement import load_all
 
     if args.quick:
-        for flag, given in (("--fit-run", args.fit_run), ("--trace-dir", args.trace_dir)):
+        for flag, given in (
+            ("--fit-run", args.fit_run),
+            ("--trace-dir", args.trace_dir),
+            ("--bench-from", args.bench_from),
+        ):
             if given:
                 raise FphintError(f"{flag}: not with --quick (it measures its own runs)")
         runs_dir = Path(args.dir) if args.dir else Path("results") / "qemu-fit"
@@ -229,8 +233,20 @@ def _cmd_fit(args) -> int:
     trace = []
     for d in args.trace_dir or ():
         trace += load_all(d, completed=True)
+    bench = None
+    if args.bench_from:  # the microbenchmarks a profile recorded when it was fitted
+        from ..config import HostProfile
+
+        bench = HostProfile.load(args.bench_from).provenance.get("host")
+        if not isinstance(bench, dict) or not bench:
+            raise FphintError(f"--bench-from: profile {args.bench_from} records no host")
     doc = fit_host_profile(
-        runs, fit_runs=fit_runs, name=args.name, out_dir=args.out_dir, trace_runs=trace
+        runs,
+        fit_runs=fit_runs,
+        name=args.name,
+        out_dir=args.out_dir,
+        trace_runs=trace,
+        bench=bench,
     )
     sys.stdout.write(json.dumps(doc["params"], indent=2) + "\n")
     return 0
@@ -320,6 +336,12 @@ def add_command(subparsers) -> None:
         help="profile name (default: this-host-tcg; with --quick host-<hostname>-<accel>)",
     )
     p.add_argument("--out-dir", help="directory (default data/profiles)")
+    p.add_argument(
+        "--bench-from",
+        metavar="PROFILE",
+        help="take the host's microbenchmarks from what PROFILE recorded when it was fitted "
+        "instead of measuring them again (a refit on the same runs, on a busy machine)",
+    )
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("compare", help="measured vs simulated, field by field")

@@ -462,21 +462,23 @@ def slice_end_hints(st, prm, g, hc, h, t, gap):
     """QEMU 6.1+: the migration thread released ``bitmap_mutex`` at ``t`` and flushes its slice
     footer into the stream, which blocks for ``gap`` ms when the stream is full.
 
-    The stream being full, the flush waits with chance ``flush_wait_p``, or
-    ``flush_wait_p_after`` at the slice end after one that left its queue (measured: the draws
-    are not independent); otherwise the footer fits in room the destination has just made and
-    ``gap`` is 0 (drawn only while hints are queued).  If it waits (or, with chance
-    ``boundary_drain_p``, anyway), the iothread takes the lock and applies every hint it has
-    queued, holding the lock until its queue is empty; otherwise the migration thread takes the
-    lock back almost at once and a few hints get through (a Poisson number of mean
-    ``boundary_hints``).  Each applied hint takes the iothread
-    ``t_hint_apply``.  Returns when the migration thread has the lock again.
+    While hints are queued, the iothread gets the lock before the migration thread takes it
+    back with chance ``flush_wait_p``, or ``flush_wait_p_after`` at the slice end after one
+    that left its queue (measured over every slice end with a queue, the stream full or not:
+    the draws are not independent).  Then it applies every hint it has queued, holding the
+    lock until its queue is empty, while the flush waits ``gap`` for room in a full stream;
+    otherwise (or, with chance ``boundary_drain_p``, not) the footer went into room the
+    destination had just made (``gap`` is 0), the migration thread takes the lock back almost
+    at once and a few hints get through (a Poisson number of mean ``boundary_hints``).  Each
+    applied hint takes the iothread ``t_hint_apply``.  Returns when the migration thread has
+    the lock again.
     """
-    if gap > 0.0 and st["q_count"] > 0:
-        p_wait = prm["flush_wait_p_after"] if st["drain_missed"] else prm["flush_wait_p"]
-        if p_wait < 1.0 and rng_uniform(h.rng) >= p_wait:
-            gap = 0.0  # the footer fits in room the destination has just made
     drain = gap > 0.0
+    if st["q_count"] > 0:
+        p_wait = prm["flush_wait_p_after"] if st["drain_missed"] else prm["flush_wait_p"]
+        drain = p_wait >= 1.0 or rng_uniform(h.rng) < p_wait
+        if not drain:
+            gap = 0.0  # the footer went into room the destination had just made
     if not drain and prm["boundary_drain_p"] > 0.0:
         drain = rng_uniform(h.rng) < prm["boundary_drain_p"]
     limit = QUEUE_SIZE

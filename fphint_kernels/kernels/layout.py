@@ -221,6 +221,9 @@ STATE_DTYPE = np.dtype(
         ("low_used", i8),  # ... of which this many hold data
         ("img_start", i8),  # the kernel image, placed at a random address at boot (KASLR) ...
         ("img_pages", i8),  # ... and its pages (not in the allocator, all written)
+        ("bf_start", i8),  # the boot's freed data, at a fixed place: first pfn ...
+        ("bf_pages", i8),  # ... its pages (free, with what freeing left in them) ...
+        ("bf_span", i8),  # ... in 1 MiB runs spread evenly over this many pages
         ("alloc_low", i8),  # the allocator takes the lowest free block first (Linux 5.10+)
         # balloon device and driver
         ("host_status", i8),

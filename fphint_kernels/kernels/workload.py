@@ -288,7 +288,11 @@ def dirty_loop_step(st, prm, g, wl, dt):
 def workload_init(st, prm, g, wl, touched_pages, pagecache_pages, tmp):
     """Build the guest's memory as it is when migration starts (boot and workload history).
 
-    Base memory, then page cache, then the running jobs and the dirty-loop buffer, then
+    Reserved memory, the kernel image, the boot's early allocations, the memmap and the
+    boot's freed data at its fixed place (``bf_pages`` from ``bf_start``, in 1 MiB runs evenly
+    apart over ``bf_span`` pages: free, holding what ``guest_free`` would leave in it); base
+    memory, then page cache, then the running jobs and
+    the dirty-loop buffer, then
     ``touched_pages`` of memory that is written and freed again (it stays free with old data in
     it; allocation stops at the high watermark, or when ``tmp``, sized for the blocks of
     touched memory taken largest first plus a margin, is full).
@@ -316,6 +320,20 @@ def workload_init(st, prm, g, wl, touched_pages, pagecache_pages, tmp):
             left -= 1
     for p in range(st["memmap_start"], n):
         page_write(st, g, p, np.int64(0))
+    # the boot's freed data at its fixed place: free pages holding what freeing left in them
+    # (free_pages_prepare: the poison pattern, zeros with init_on_free, else the old data)
+    if prm["poison"] != 0:
+        freed_zero = np.int64(prm["poison"] == 1)
+    else:
+        freed_zero = np.int64(prm["init_on_free"] != 0)
+    used = (st["bf_pages"] + LOW_RUN - 1) // LOW_RUN  # 1 MiB runs, evenly apart in the span
+    slots = max(used, st["bf_span"] // LOW_RUN)
+    left = st["bf_pages"]
+    for i in range(used):
+        first = st["bf_start"] + (i * slots // used) * LOW_RUN
+        for p in range(first, first + min(LOW_RUN, left)):
+            page_write(st, g, p, freed_zero)
+        left -= LOW_RUN
     base_pool = wl.base_pool
     for i in range(base_pool.shape[0]):
         pfn = buddy_alloc(st, g, np.int64(0))

@@ -491,8 +491,14 @@ def trace_statistics(measured: list, *, min_ends: int = 10) -> dict:
     that follow a drain or start a run's queue, ``flush_wait_p_after`` at those that follow a
     slice end that left its queue; each only from at least ``min_ends`` such slice ends (a share
     of one or two is no measurement: a profile then keeps the value it started from).
+
+    And what a bitmap sync costs (``sync_ns_per_page``): the median over runs of the time from
+    the start of the last sync before the switchover (``ram_save_pending`` syncs when pending
+    falls below the threshold) to the switchover, per page of guest RAM.  That time holds the
+    sync and QEMU's decision to stop the VM, so it bounds the sync from above.
     """
     setups = []
+    syncs = []
     few = []
     ends = []
     after = []
@@ -500,6 +506,13 @@ def trace_statistics(measured: list, *, min_ends: int = 10) -> dict:
         if "setup-done-time" not in ds:
             continue
         setups.append(_value(ds, "setup-done-time"))
+        if "sync-time" in ds and "switchover-time" in ds:
+            sw = _value(ds, "switchover-time")
+            st = np.asarray(ds["sync-time"].values, dtype=float)
+            st = st[np.isfinite(st) & (st < sw)]
+            if np.isfinite(sw) and len(st) >= 2:  # setup's sync, then the one before the stop
+                pages = float(ds.attrs["scenario_memory"]) / 4096.0
+                syncs.append((sw - st[-1]) * 1e6 / pages)
         if int(ds.attrs["scenario_hint"]) and "hint-time" in ds:
             h = np.asarray(ds["hint-time"].values, dtype=float)
             missed = False
@@ -516,6 +529,8 @@ def trace_statistics(measured: list, *, min_ends: int = 10) -> dict:
     if len(s):
         out["setup_fixed_ms"] = float(s.min())
         out["setup_jitter_ms"] = float(max(s.mean() - s.min(), 0.0))
+    if syncs:
+        out["sync_ns_per_page"] = float(np.median(syncs))
     if few:
         out["boundary_hints"] = float(np.mean(few))
     if len(ends) >= max(1, min_ends):
