@@ -230,6 +230,7 @@ def build_params(
         "kaslr_bss": int(mem["kaslr_bss"]) // PAGE_SIZE,
         "low_start": int(mem["reserved_low"]) // PAGE_SIZE,
         "zone_start": 0,
+        "swiotlb": 0,
         "memmap": int(math.ceil(n * mem["memmap_bytes_per_page"] / PAGE_SIZE)),
         "base": int(mem["base_used"]) // PAGE_SIZE,
         "pagecache": int(mem["pagecache_initial"]) // PAGE_SIZE,
@@ -243,6 +244,8 @@ def build_params(
     if gp["normal_zone_first"] > 0 and n >= PC_SPLIT_PAGES:
         layout["zone_start"] = PC_LOWMEM_PAGES  # the Normal zone, above the PCI hole
         layout["low_start"] = PC_LOWMEM_PAGES  # the boot's early allocations at its start
+    if n >= PC_SPLIT_PAGES:  # RAM above 4 GiB: the boot reserves the swiotlb below 4 GiB
+        layout["swiotlb"] = int(mem["swiotlb"]) // PAGE_SIZE
     kept = layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["kaslr_bss"]
     if kept + layout["memmap"] >= n:
         raise ScenarioError("memory: too small for the kernel's reserved memory and memmap")
@@ -312,6 +315,12 @@ def boot_layout(n: int, lay: dict, memmap_start: int, seed: int):
                 break
             draw -= count
         kept.append((img_start, img_start + img + bss))
+    sw = lay.get("swiotlb", 0)
+    if sw:  # memblock_alloc_low: top-down from the end of RAM below 4 GiB, off the image
+        top = min(PC_LOWMEM_PAGES, memmap_start)
+        if img and img_start < top and img_start + img + bss > top - sw:
+            top = img_start
+        kept.append((top - sw, top))
     ranges = []
     cursor = rl
     for a, b in sorted(kept):
