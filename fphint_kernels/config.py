@@ -383,6 +383,14 @@ GUEST_PARAMS = {
         "rest above) has a Normal zone from RAM offset 3 GiB: its allocator takes memory there "
         "first (the boot's early allocations, low_span, lie at its start), then below",
     ),
+    "freed_pcp_p": (
+        "float",
+        0.0,
+        "chance that the freeing CPU's per-cpu list is left full (pcp->high pages, the zone's "
+        "low watermark per CPU) after the workload freed its touched memory: those last freed "
+        "pages stay out of the allocator, holding their data, and are never hinted; drawn "
+        "from the seed",
+    ),
     "thp": (
         "float",
         0.0,
@@ -545,6 +553,7 @@ PARAM_BOUNDS = {
     "alloc_low_first": (0.0, 1.0),
     "thp": (0.0, 1.0),
     "normal_zone_first": (0.0, 1.0),
+    "freed_pcp_p": (0.0, 1.0),
 }
 #: workload parameters that do nothing unless another one is set: name -> (that one, why)
 APPLIES_WITH = {
