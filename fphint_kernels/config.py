@@ -342,6 +342,13 @@ GUEST_PARAMS = {
         "memory right after the kernel image that the boot keeps and leaves zero (bss, brk): "
         "not in the allocator, so never hinted",
     ),
+    "swiotlb": (
+        "size",
+        "0",
+        "the bounce buffer the boot reserves at the top of memory below 4 GiB when RAM extends "
+        "above 4 GiB (swiotlb_init, memblock_alloc_low; x86 turns it on when max_pfn > "
+        "MAX_DMA32_PFN): zero, not in the allocator, so never hinted",
+    ),
     "memmap_bytes_per_page": (
         "float",
         64.0,
@@ -375,6 +382,14 @@ GUEST_PARAMS = {
         "1: a guest whose RAM QEMU's pc machine splits (3.5 GiB and more: 3 GiB below 4 GiB, the "
         "rest above) has a Normal zone from RAM offset 3 GiB: its allocator takes memory there "
         "first (the boot's early allocations, low_span, lie at its start), then below",
+    ),
+    "freed_pcp_p": (
+        "float",
+        0.0,
+        "chance that the freeing CPU's per-cpu list is left full (pcp->high pages, the zone's "
+        "low watermark per CPU) after the workload freed its touched memory: those last freed "
+        "pages stay out of the allocator, holding their data, and are never hinted; drawn "
+        "from the seed",
     ),
     "thp": (
         "float",
@@ -538,6 +553,7 @@ PARAM_BOUNDS = {
     "alloc_low_first": (0.0, 1.0),
     "thp": (0.0, 1.0),
     "normal_zone_first": (0.0, 1.0),
+    "freed_pcp_p": (0.0, 1.0),
 }
 #: workload parameters that do nothing unless another one is set: name -> (that one, why)
 APPLIES_WITH = {
@@ -883,7 +899,7 @@ class Scenario:
     def memory_layout(self, guest: Guest | None = None) -> dict:
         """Bytes of each part of the guest's memory at migration start: the guest's own plus
         what the workload adds (``reserved_low``, ``low_span``, ``low_used``, ``kaslr_image``,
-        ``kaslr_bss``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``,
+        ``kaslr_bss``, ``swiotlb``, ``memmap_bytes_per_page``, ``base_used``, ``pagecache_initial``,
         ``touched_free``; ``boot_free_at`` and ``boot_free``: where the guest's own
         ``touched_free`` lies when the boot put it at a fixed place, and how much of
         ``touched_free`` that is; ``boot_free_span``: over how much memory it is spread)."""
@@ -898,6 +914,7 @@ class Scenario:
             "low_used": g["low_used"],
             "kaslr_image": g["kaslr_image"],
             "kaslr_bss": g["kaslr_bss"],
+            "swiotlb": g["swiotlb"],
             "memmap_bytes_per_page": g["memmap_bytes_per_page"],
             "base_used": g["base_used"] + w["base_used"],
             "pagecache_initial": g["pagecache_initial"] + w["pagecache_initial"],

@@ -591,7 +591,7 @@ class NaiveMigration:
         boot's early allocations (``low_used`` pages of ``low_span``, in 1 MiB runs at random
         places), the memmap and the boot's freed data at its fixed place, base memory, page cache, the running jobs, the dirty-loop
         buffer, then touched memory (written and freed again, allocated down to the high
-        watermark)."""
+        watermark; its last ``pcp_keep`` pages stay allocated, on a per-cpu list)."""
         p = self.p
         for page in range(self.reserved_low):
             self.page_write(page)
@@ -652,6 +652,11 @@ class NaiveMigration:
             left -= 2**order
         # freed like any other memory: with page poisoning the pages are overwritten
         # (free_pages_prepare -> kernel_poison_pages)
+        # the last frees stay on the freeing CPU's per-cpu list (pcp_keep pages, whole blocks
+        # from the last one): allocated, holding their data
+        kept = 0
+        while touched_blocks and kept + 2 ** touched_blocks[-1][1] <= p["pcp_keep"]:
+            kept += 2 ** touched_blocks.pop()[1]
         for pfn, order in touched_blocks:
             self.guest_free(pfn, order)
 

@@ -146,6 +146,14 @@ def tcg(**kw):
 TCG_CASES = [
     ("tcg-idle-256M-legacy", tcg(memory="256M", workload="idle"), None, 1.0, False),
     (
+        # the fill's last frees left on the per-cpu list: allocated, with their data
+        "tcg-fill-free-256M-hint-pcp-full",
+        tcg(memory="256M", workload="fill-free", hint=True, guest_options={"freed_pcp_p": 1.0}),
+        None,
+        1.0,
+        False,
+    ),
+    (
         # the slice-end flush into the full stream always waits (the iothread drains its queue)
         "tcg-idle-256M-hint",
         tcg(memory="256M", workload="idle", hint=True),

@@ -293,6 +293,7 @@ PARAM_DTYPE = np.dtype(
         ("init_on_free", i8),
         ("poison", i8),
         ("poison_val", i8),  # the device knows the guest's poison value (PAGE_POISON)
+        ("pcp_keep", i8),  # pages of the touched memory's last frees left on per-cpu lists
         ("cancel_at", f8),  # ms; inf: never
         ("cancel_done", i8),  # CANCEL_STOP or CANCEL_DONE
         ("release", i8),

@@ -296,6 +296,8 @@ def workload_init(st, prm, g, wl, touched_pages, pagecache_pages, tmp):
     ``touched_pages`` of memory that is written and freed again (it stays free with old data in
     it; allocation stops at the high watermark, or when ``tmp``, sized for the blocks of
     touched memory taken largest first plus a margin, is full).
+    The last ``pcp_keep`` pages freed (whole blocks, from the last one) stay on the freeing
+    CPU's per-cpu list: allocated, with their data (``free_unref_page_commit``).
     ``tmp`` is scratch space for the touched blocks.  Draws come from stream 1 of ``wl.rngs``.
     """
     n = st["n"]
@@ -380,5 +382,12 @@ def workload_init(st, prm, g, wl, touched_pages, pagecache_pages, tmp):
         tmp[nt, 1] = order
         nt += 1
         left -= 1 << order
-    for i in range(nt):
+    # the last frees stay on the freeing CPU's per-cpu lists: out of the buddy allocator,
+    # holding their data (free_unref_page_commit keeps up to pcp->high pages)
+    kept = np.int64(0)
+    last = nt
+    while last > 0 and kept + (1 << tmp[last - 1, 1]) <= prm["pcp_keep"]:
+        last -= 1
+        kept += 1 << tmp[last, 1]
+    for i in range(last):
         guest_free(st, prm, g, tmp[i, 0], tmp[i, 1])
