@@ -344,25 +344,21 @@ def boot_layout(n: int, lay: dict, memmap_start: int, seed: int):
     img_start = 0
     bf = lay.get("boot_free", 0)
     if img:
-        if bf:  # every 2 MiB slot from reserved_low to the memmap off what the boot avoids
-            a = lay["boot_free_start"]
-            avoid = sorted(kept + [(a, a + lay["boot_free_span"])])
+        if low_start == rl and not bf:  # one place: above the early allocations
+            lo = rl + span
+            segments = [((lo + 511) >> 9 << 9, max(1, (memmap_start - img - bss - lo) >> 9))]
+        else:  # every 2 MiB slot from reserved_low to the memmap off what the boot avoids
+            avoid = list(kept)
+            if bf:
+                a = lay["boot_free_start"]
+                avoid.append((a, a + lay["boot_free_span"]))
             segments = []
             a = rl
-            for lo, hi in avoid + [(memmap_start, memmap_start)]:
+            for lo, hi in sorted(avoid) + [(memmap_start, memmap_start)]:
                 first = (a + 511) >> 9 << 9
                 if lo - img - bss > first:
                     segments.append((first, (lo - img - bss - first) >> 9))
                 a = max(a, hi)
-        elif low_start == rl:  # one place: above the early allocations
-            lo = rl + span
-            segments = [((lo + 511) >> 9 << 9, max(1, (memmap_start - img - bss - lo) >> 9))]
-        else:  # below the early allocations, or above them
-            segments = []
-            for a, b in ((rl, low_start), (low_start + span, memmap_start)):
-                first = (a + 511) >> 9 << 9
-                if b - img - bss > first:
-                    segments.append((first, (b - img - bss - first) >> 9))
         total = max(1, sum(c for _, c in segments))
         draw = int(np.random.default_rng([seed, KASLR_STREAM]).integers(total))
         for first, count in segments:
