@@ -87,13 +87,27 @@ PAGEBLOCK_PAGES = 512
 LOWMEM_RESERVE_RATIO = 256  # vm.lowmem_reserve_ratio of the DMA and DMA32 zones
 
 
+def normal_zone_pages(memory_pages: int) -> int:
+    """Pages of the Normal zone: the RAM a pc machine of at least ``PC_SPLIT_PAGES`` puts above
+    4 GiB (QEMU ``pc_init1``), else 0."""
+    return max(0, memory_pages - PC_LOWMEM_PAGES) if memory_pages >= PC_SPLIT_PAGES else 0
+
+
+def _min_free_pages(managed_pages: int, zones: int, *, thp: bool) -> int:
+    """``min_free_kbytes`` in pages: :func:`watermarks`'s, or with transparent huge pages
+    khugepaged's 11 pageblocks per populated zone, at most 5 % of memory
+    (``set_recommended_min_free_kbytes``, mm/khugepaged.c)."""
+    wmin = watermarks(managed_pages)[0]
+    if thp:
+        wmin = max(wmin, min(zones * 11 * PAGEBLOCK_PAGES, managed_pages // 20))
+    return wmin
+
+
 def hint_floor(memory_pages: int, managed_pages: int, dma_free_pages: int, *, thp: bool) -> int:
     """Free pages the hint worker leaves: it allocates without reclaim, so each zone gives
     blocks down to its min watermark plus its lowmem reserve for Normal-zone requests.
 
-    ``min_free_kbytes`` is :func:`watermarks`'s, or with transparent huge pages khugepaged's
-    11 pageblocks per populated zone, at most 5 % of memory
-    (``set_recommended_min_free_kbytes``, mm/khugepaged.c).  Zones of a pc machine: DMA (first
+    ``min_free_kbytes`` is :func:`_min_free_pages`'s.  Zones of a pc machine: DMA (first
     16 MiB), DMA32, and Normal when RAM is split above 4 GiB.  Reserves
     (``setup_per_zone_lowmem_reserve``, mm/page_alloc.c, ratio 256): DMA32 keeps Normal/256;
     DMA keeps (DMA32 + Normal)/256, at most what it has free (``dma_free_pages``: the
@@ -117,12 +131,9 @@ def hint_floor(memory_pages: int, managed_pages: int, dma_free_pages: int, *, th
     int
         Free pages left when the worker's allocations start to fail.
     """
-    normal = max(0, memory_pages - PC_LOWMEM_PAGES) if memory_pages >= PC_SPLIT_PAGES else 0
+    normal = normal_zone_pages(memory_pages)
     dma32 = memory_pages - normal - DMA_PAGES
-    zones = 3 if normal else 2
-    wmin = watermarks(managed_pages)[0]
-    if thp:
-        wmin = max(wmin, min(zones * 11 * PAGEBLOCK_PAGES, managed_pages // 20))
+    wmin = _min_free_pages(managed_pages, 3 if normal else 2, thp=thp)
     reserve = normal // LOWMEM_RESERVE_RATIO
     reserve += min(dma_free_pages, (dma32 + normal) // LOWMEM_RESERVE_RATIO)
     return int(wmin + reserve)
@@ -157,11 +168,9 @@ def pcp_high(memory_pages: int, managed_pages: int, vcpus: int, *, thp: bool, no
     -------
     int
     """
-    nz = max(0, memory_pages - PC_LOWMEM_PAGES) if memory_pages >= PC_SPLIT_PAGES else 0
+    nz = normal_zone_pages(memory_pages)
     span = nz if normal and nz else memory_pages - nz - DMA_PAGES
-    wmin = watermarks(managed_pages)[0]
-    if thp:
-        wmin = max(wmin, min((3 if nz else 2) * 11 * PAGEBLOCK_PAGES, managed_pages // 20))
+    wmin = _min_free_pages(managed_pages, 3 if nz else 2, thp=thp)
     zmin = wmin * span // memory_pages
     zmanaged = span * managed_pages // memory_pages
     low = zmin + max(zmin // 4, zmanaged * 10 // 10000)
@@ -287,7 +296,7 @@ def build_params(
     if gp["normal_zone_first"] > 0 and n >= PC_SPLIT_PAGES:
         layout["zone_start"] = PC_LOWMEM_PAGES  # the Normal zone, above the PCI hole
         layout["low_start"] = PC_LOWMEM_PAGES  # the boot's early allocations at its start
-    if n >= PC_SPLIT_PAGES:  # RAM above 4 GiB: the boot reserves the swiotlb below 4 GiB
+    if normal_zone_pages(n):  # RAM above 4 GiB: the boot reserves the swiotlb below 4 GiB
         layout["swiotlb"] = int(mem["swiotlb"]) // PAGE_SIZE
     kept = layout["reserved_low"] + layout["low_span"] + layout["kaslr_image"] + layout["kaslr_bss"]
     # the last pages of the touched memory's frees left on the freeing CPU's per-cpu lists,
@@ -296,7 +305,7 @@ def build_params(
     if layout["touched"] > 0 and gp["freed_pcp_p"] > 0:
         draw = np.random.default_rng([scenario.seed, PCP_STREAM]).random()
         if draw < gp["freed_pcp_p"]:
-            split = gp["normal_zone_first"] > 0 and n >= PC_SPLIT_PAGES
+            split = layout["zone_start"] > 0
             managed = max(1, n - kept - layout["swiotlb"] - layout["memmap"])
             high = pcp_high(
                 n, managed, scenario.vcpus, thp=gp["thp"] > 0,
