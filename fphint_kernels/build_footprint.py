@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .config import HostProfile, Workload, data_dir
+from .config import HostProfile, Scenario, Workload, data_dir
 from .errors import ScenarioError
+from .simulate import simulate
 
 #: folder of the measured build under ``data/measurements``
 HOST_BUILD = "host-build"
@@ -127,8 +128,6 @@ def first_pass_dirty_set(
         Over (``memory``, ``seed``): ``first_pass_ms``, ``compile_units``, ``simulated`` (MiB
         dirty at the first sync) and ``measured_{median,min,max}`` (MiB).
     """
-    from .config import Scenario
-    from .simulate import simulate
 
     build = load_host_build(root)
     wl = Workload.load("kernel-build").params
