@@ -328,7 +328,7 @@ PARAM_DTYPE = np.dtype(
         ("t_hint_apply", f8),  # ms the iothread spends applying one hinted block
         ("boundary_hints", f8),  # mean blocks applied at a slice end the sender does not block
         ("boundary_drain_p", f8),  # chance the iothread drains its queue at such an end
-        ("flush_wait_p", f8),  # chance the slice-end flush into a full stream waits
+        ("flush_wait_p", f8),  # chance the iothread drains its queue at a slice end with hints
         ("flush_wait_p_after", f8),  # ... at the slice end after one that did not drain
         ("setup_jitter_ms", f8),  # mean of the exponential extra setup time
         # guest vCPUs
